@@ -1,0 +1,76 @@
+"""The ``egrecho`` command: a jsonargparse dispatcher over an explicit command registry.
+
+Add a command by calling :func:`register` in :func:`register_commands` with a function whose
+typed, documented parameters become its options. Every command gets ``-h``, ``-c/--config FILE``
+and ``--print_config``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from egrecho_inner import __version__
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    func: Callable
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, func: Callable, help: str, aliases: tuple[str, ...] = ()) -> None:
+    """Add ``func`` as ``egrecho <name>`` (and its aliases)."""
+    for key in (name, *aliases):
+        if key in COMMANDS or any(key in c.aliases for c in COMMANDS.values()):
+            raise ValueError(f"command name {key!r} is taken")
+    COMMANDS[name] = Command(name, func, help, aliases)
+
+
+def register_commands() -> None:
+    """The commands egrecho ships, registered explicitly (no import side effects)."""
+    if COMMANDS:
+        return
+    from egrecho_inner.stats import print_stats
+    from egrecho_inner.tokenizer import save_whisper_tokenizer
+
+    register("describe", print_stats, "Print duration statistics of lhotse manifests.")
+    register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
+
+
+def build_parser() -> ArgumentParser:
+    register_commands()
+    parser = ArgumentParser(prog="egrecho", description="Whisper fine-tuning recipe tools.")
+    parser.add_argument("--version", action="version", version=f"egrecho {__version__}")
+    subcommands = parser.add_subcommands(dest="command", required=True)
+    for command in COMMANDS.values():
+        sub = ArgumentParser(description=(command.func.__doc__ or command.help).split("\n\n")[0])
+        sub.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config file with the options below")
+        sub.add_function_arguments(command.func, as_positional=True)  # required args are positional
+        subcommands.add_subcommand(command.name, sub, help=command.help, aliases=command.aliases)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the ``egrecho`` console script."""
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    name = cfg.command
+    command = COMMANDS.get(name) or next(c for c in COMMANDS.values() if name in c.aliases)
+    kwargs = {k: v for k, v in cfg[name].items() if k != "config"}
+    try:
+        command.func(**kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"egrecho {command.name}: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Whisper's fixed numbers, named once so nothing else hard-codes them."""
+
+SAMPLING_RATE = 16000  # Whisper only takes 16 kHz audio
+HOP_LENGTH = 160  # 10 ms frame shift
+FRAME_SHIFT = HOP_LENGTH / SAMPLING_RATE
+N_SAMPLES_30S = 30 * SAMPLING_RATE  # the encoder's fixed input window
+N_FRAMES = N_SAMPLES_30S // HOP_LENGTH  # 3000 mel frames
+MAX_INPUT_SECONDS = 30.0
+MAX_LABEL_TOKENS = 448  # decoder max_target_positions, including <|startoftranscript|>
+IGNORE_INDEX = -100  # label id ignored by the cross-entropy loss
+MEL_BINS = (80, 128)  # 80 for v1/v2 models, 128 for large-v3
+
+# Log-mel floor: features are log10(power) clamped at 1e-10, i.e. -10, normalised by (x + 4) / 4.
+LOG_MEL_FLOOR = (-10.0 + 4.0) / 4.0  # -1.5
+DYNAMIC_RANGE = 8.0 / 4.0  # Whisper keeps 8 log10 units below the max: 2.0 after normalisation
+
+# Languages written without spaces between words: spaces are removed from their transcripts
+# and they are scored by character error rate.
+NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})

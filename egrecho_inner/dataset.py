@@ -1,0 +1,96 @@
+"""Turn lhotse cuts into Whisper batches: ``input_features`` and decoder ``labels``.
+
+The full target sequence of a cut is::
+
+    <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text <|endoftext|>
+
+with the cut's own language. The model prepends ``<|startoftranscript|>`` itself (its decoder
+start token), so ``labels`` hold the sequence without it, padded with -100.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from transformers import PreTrainedTokenizerBase
+
+from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS
+from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WhisperLabeler:
+    """Token ids of a cut's full target sequence (see the module docstring)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    task: str = "transcribe"
+    default_language: Optional[str] = None  # for cuts whose supervision names none
+
+    def language_of(self, cut: Cut) -> str:
+        language = cut.supervisions[0].language if cut.supervisions else None
+        language = language or self.default_language
+        if not language:
+            raise ValueError(f"cut {cut.id} has no language and no default language is set")
+        return language
+
+    def __call__(self, cut: Cut) -> list[int]:
+        if not cut.supervisions:
+            raise ValueError(f"cut {cut.id} has no supervision (no transcript)")
+        language = self.language_of(cut)
+        prefix = ["<|startoftranscript|>", f"<|{language}|>", f"<|{self.task}|>", "<|notimestamps|>"]
+        ids = self.tokenizer.convert_tokens_to_ids(prefix)
+        if self.tokenizer.unk_token_id in ids:  # a token the vocabulary lacks maps to <unk>
+            raise ValueError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]}")
+        text = " ".join(s.text for s in cut.supervisions if s.text)
+        return ids + self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+
+
+@dataclass
+class TrainingCutFilter:
+    """``CutSet.filter`` predicate that drops cuts Whisper can't train on, counting and logging each:
+    cuts over 30 s (the encoder window) and targets over 448 tokens (the decoder's positions)."""
+
+    labeler: WhisperLabeler
+    dropped: dict = field(default_factory=lambda: {"over 30 s": 0, "over 448 tokens": 0})
+
+    def __call__(self, cut: Cut) -> bool:
+        if cut.duration > MAX_INPUT_SECONDS:
+            return self._drop(cut, "over 30 s", f"{cut.duration:.2f} s")
+        num_labels = len(self.labeler(cut)) - 1  # the model is fed all but <|startoftranscript|>
+        if num_labels > MAX_LABEL_TOKENS:
+            return self._drop(cut, "over 448 tokens", f"{num_labels} tokens")
+        return True
+
+    def _drop(self, cut: Cut, reason: str, detail: str) -> bool:
+        self.dropped[reason] += 1
+        log.warning("dropping cut %s from training: %s (%s); dropped so far: %s", cut.id, reason, detail, self.dropped)
+        return False
+
+
+class WhisperDataset(torch.utils.data.Dataset):
+    """lhotse-style dataset: indexed by a ``CutSet`` (a batch from a sampler), returns a model batch.
+
+    Args:
+        labeler: makes each cut's target ids.
+        on_the_fly_feats: compute features from audio instead of reading stored ones.
+        num_mel_bins: 80 or 128 (used with on-the-fly features).
+    """
+
+    def __init__(self, labeler: WhisperLabeler, on_the_fly_feats: bool = False, num_mel_bins: int = 80):
+        self.labeler = labeler
+        self.extractor = make_fbank_extractor(num_mel_bins) if on_the_fly_feats else None
+
+    def __getitem__(self, cuts: CutSet) -> dict[str, torch.Tensor]:
+        features = [pad_to_whisper_input(load_cut_features(cut, self.extractor)) for cut in cuts]
+        labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
+        return {
+            "input_features": torch.stack(features),  # (B, n_mels, 3000)
+            "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
+        }

@@ -1,0 +1,58 @@
+"""Whisper log-mel features: lhotse's ``WhisperFbank`` for extraction, and padding to the
+encoder's 30 s window exactly as Hugging Face's ``WhisperFeatureExtractor`` would.
+
+HF pads the *audio* with zeros to 30 s before the STFT. Silent frames have power 0, are clamped to
+the log floor and then raised to Whisper's dynamic-range floor ``max - 8`` (log10 units). After the
+``(x + 4) / 4`` normalisation a padded frame therefore holds ``max(m - 2.0, -1.5)``, where ``m`` is
+the utterance's largest normalised value. Padding with 0 (as the original recipe did) feeds the
+model frames louder than the utterance's own silence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lhotse import WhisperFbank, WhisperFbankConfig
+from lhotse.cut import Cut
+
+from egrecho_inner.constants import DYNAMIC_RANGE, LOG_MEL_FLOOR, MEL_BINS, N_FRAMES, SAMPLING_RATE
+
+
+def make_fbank_extractor(num_mel_bins: int = 80, device: str = "cpu") -> WhisperFbank:
+    """lhotse's Whisper fbank extractor for 80 (v1/v2) or 128 (large-v3) mel bins."""
+    if num_mel_bins not in MEL_BINS:
+        raise ValueError(f"num_mel_bins must be one of {MEL_BINS}, got {num_mel_bins}")
+    return WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins, device=device))
+
+
+def padding_value(feats: torch.Tensor) -> float:
+    """The value HF's extractor gives frames of zero-padded audio: ``max(m - 2.0, -1.5)``."""
+    return max(float(feats.max()) - DYNAMIC_RANGE, LOG_MEL_FLOOR)
+
+
+def pad_to_whisper_input(feats: torch.Tensor, num_frames: int = N_FRAMES) -> torch.Tensor:
+    """Pad ``(T, n_mels)`` features to ``(n_mels, num_frames)`` like HF's audio padding does.
+
+    Raises:
+        ValueError: if the features are longer than ``num_frames``.
+    """
+    t = feats.shape[0]
+    if t > num_frames:
+        raise ValueError(f"{t} frames do not fit Whisper's {num_frames}-frame window")
+    out = torch.full((num_frames, feats.shape[1]), padding_value(feats), dtype=torch.float32)
+    out[:t] = feats
+    return out.T  # (n_mels, num_frames)
+
+
+def load_cut_features(cut: Cut, extractor: WhisperFbank | None = None) -> torch.Tensor:
+    """Features of one cut, ``(T, n_mels)``: read from storage, or computed from its audio
+    (resampled to 16 kHz, multi-channel audio averaged) when ``extractor`` is given."""
+    if extractor is None:
+        if not cut.has_features:
+            raise ValueError(f"cut {cut.id} has no stored features; use on-the-fly features")
+        return torch.from_numpy(np.ascontiguousarray(cut.load_features()))
+    if cut.sampling_rate != SAMPLING_RATE:
+        cut = cut.resample(SAMPLING_RATE)
+    audio = cut.load_audio()  # (channels, samples)
+    mono = audio.mean(axis=0) if audio.ndim == 2 else audio
+    return torch.as_tensor(extractor.extract(mono.astype(np.float32), SAMPLING_RATE))

@@ -1,0 +1,64 @@
+"""Compute features for a CutSet and store them as ``<feats_dir>/feats-<job>.lca`` (lilcom_chunky),
+writing the cut manifest atomically and leaving a ``.done`` marker so reruns skip finished work."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+from lhotse import CutSet, LilcomChunkyWriter
+from lhotse.features import FeatureExtractor
+
+from egrecho_inner.utils import Pathlike, atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def done_marker(cuts_path: Pathlike) -> Path:
+    """``data/x/foo_cuts_train.jsonl.gz`` -> ``data/x/.foo_cuts_train.done``."""
+    cuts_path = Path(cuts_path)
+    return cuts_path.with_name("." + cuts_path.name.split(".")[0] + ".done")
+
+
+def _compute_shard(args: tuple[CutSet, FeatureExtractor, str]) -> CutSet:
+    cuts, extractor, storage_path = args
+    torch.set_num_threads(1)  # one thread per process: nj processes already fill the cores
+    return cuts.compute_and_store_features(
+        extractor=extractor, storage_path=storage_path, storage_type=LilcomChunkyWriter, num_jobs=1,
+        progress_bar=False,
+    )
+
+
+def compute_and_store(
+    cuts: CutSet, extractor: FeatureExtractor, feats_dir: Pathlike, cuts_path: Pathlike, num_jobs: int = 1
+) -> CutSet:
+    """Extract features for ``cuts`` with ``num_jobs`` processes and write the cut manifest.
+
+    A feats dir left by an interrupted run (no ``.done`` marker) is removed first.
+    """
+    feats_dir = Path(feats_dir)
+    if feats_dir.exists():
+        log.info("removing %s left by an unfinished run", feats_dir)
+        shutil.rmtree(feats_dir)
+    feats_dir.mkdir(parents=True)
+    cuts = cuts.to_eager()
+    shards = cuts.split(num_splits=max(1, min(num_jobs, len(cuts))))
+    jobs = [(shard, extractor, str(feats_dir / f"feats-{i}")) for i, shard in enumerate(shards)]
+    if len(jobs) == 1:
+        results = [_compute_shard(jobs[0])]
+    else:
+        with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
+            results = list(pool.map(_compute_shard, jobs))
+    with_feats = CutSet.from_cuts(cut for shard in results for cut in shard)
+    write_cuts(with_feats, cuts_path)
+    return with_feats
+
+
+def write_cuts(cuts: CutSet, cuts_path: Pathlike) -> None:
+    """Write a cut manifest atomically, then its ``.done`` marker."""
+    with atomic_path(cuts_path) as tmp:
+        cuts.to_file(tmp)
+    done_marker(cuts_path).touch()

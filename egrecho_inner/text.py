@@ -1,0 +1,48 @@
+"""Transcript clean-up and Whisper language codes."""
+
+from __future__ import annotations
+
+import re
+
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+from egrecho_inner.constants import NO_SPACE_LANGUAGES
+
+# Whisper's language codes (99 for v1/v2 models, plus "yue" for large-v3).
+WHISPER_LANGUAGE_CODES: tuple[str, ...] = tuple(LANGUAGES)
+
+_FULL_WIDTH_OFFSET = 0xFEE0  # U+FF01..U+FF5E map onto ASCII U+0021..U+007E
+_HALF_WIDTH_TABLE = {code: code - _FULL_WIDTH_OFFSET for code in range(0xFF01, 0xFF5F)}
+_HALF_WIDTH_TABLE[0x3000] = ord(" ")  # ideographic space
+_WHITESPACE = re.compile(r"\s+")
+
+
+def to_half_width(text: str) -> str:
+    """Map full-width ASCII forms (``ＡＢＣ１２３！``) and the ideographic space to half width."""
+    return text.translate(_HALF_WIDTH_TABLE)
+
+
+def normalize_transcript(text: str, language: str) -> str:
+    """Clean a transcript for training: half-width forms, single spaces, no spaces where the
+    language is written without them (zh, ja, th, lo, my, yue)."""
+    text = _WHITESPACE.sub(" ", to_half_width(text)).strip()
+    if language in NO_SPACE_LANGUAGES:
+        text = text.replace(" ", "")
+    return text
+
+
+def resolve_language(value: str, where: str = "") -> str:
+    """Return the Whisper code for ``value`` (a code such as ``vi`` or a name such as ``vietnamese``).
+
+    Raises:
+        ValueError: naming ``where`` (file and line, or option) and listing the valid codes.
+    """
+    key = value.strip().lower()
+    if key in LANGUAGES:
+        return key
+    if key in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[key]
+    location = f"{where}: " if where else ""
+    raise ValueError(
+        f"{location}unknown language {value!r}. Valid Whisper language codes: {', '.join(WHISPER_LANGUAGE_CODES)}"
+    )

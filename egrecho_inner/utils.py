@@ -1,0 +1,44 @@
+"""Small helpers shared by the recipe's scripts: logging and atomic file output."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+Pathlike = Union[str, Path]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configure root logging once, with time, file and line on each record."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Pathlike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    The temporary name keeps the target's suffixes (``.jsonl.gz`` stays compressed), so writers
+    that choose a format from the extension behave the same. On error the temporary file or
+    directory is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.stem}-", suffix="".join(target.suffixes), dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()

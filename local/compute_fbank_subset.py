@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Make cut manifests and Whisper fbank features for the parts of a corpus.
+
+Usage:
+    ./local/compute_fbank_subset.py --manifest_dir data/manifests --prefix demo_vi \
+        --output_dir data/fbank_whisper80 --num_mel_bins 80 --perturb_speed true --nj 2
+
+Writes ``<output_dir>/<prefix>_cuts_<part>.jsonl.gz`` and the features under
+``<output_dir>/<prefix>_feats_<part>/`` (lilcom_chunky). Audio is resampled to 16 kHz. With
+``--perturb_speed true`` the train part also gets 0.9 and 1.1 speed copies (ids ``..._sp0.9``).
+With ``--on_the_fly_feats true`` only the cuts are written; features are computed at batch time.
+A part with a ``.done`` marker is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from jsonargparse import CLI
+from lhotse import CutSet, RecordingSet, SupervisionSet
+
+from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.features import make_fbank_extractor
+from egrecho_inner.storage import compute_and_store, done_marker, write_cuts
+from egrecho_inner.utils import setup_logging
+
+
+def make_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
+    """One 16 kHz cut per supervision of ``<prefix>_{recordings,supervisions}_<part>.jsonl``."""
+    paths = [manifest_dir / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; run prepare.sh stage 1 (kaldi2mani) first")
+    recordings, supervisions = RecordingSet.from_file(paths[0]), SupervisionSet.from_file(paths[1])
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    if len(supervisions) > len(recordings):  # Kaldi segments: several utterances per recording
+        cuts = cuts.trim_to_supervisions(keep_overlapping=False)
+    return cuts.resample(SAMPLING_RATE)
+
+
+def compute_fbank_subset(
+    manifest_dir: str = "data/manifests",
+    prefix: str = "demo_vi",
+    parts: str = "train,val,test",
+    output_dir: str = "data/fbank_whisper80",
+    num_mel_bins: int = 80,
+    perturb_speed: bool = False,
+    on_the_fly_feats: bool = False,
+    nj: int = 1,
+) -> None:
+    """Write cuts (and features) for each part.
+
+    Args:
+        manifest_dir: where kaldi2mani wrote the manifests.
+        prefix: corpus name used in the manifest names.
+        parts: comma-separated part names.
+        output_dir: where cuts and features go.
+        num_mel_bins: 80 (Whisper v1/v2) or 128 (large-v3).
+        perturb_speed: add 0.9x and 1.1x copies of the train part.
+        on_the_fly_feats: write cuts without features.
+        nj: parallel processes.
+    """
+    extractor = make_fbank_extractor(num_mel_bins)
+    for part in [p.strip() for p in parts.split(",") if p.strip()]:
+        cuts_path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
+        if done_marker(cuts_path).exists():
+            logging.info("%s exists (marker %s), skipping", cuts_path, done_marker(cuts_path))
+            continue
+        cuts = make_cuts(Path(manifest_dir), prefix, part)
+        if perturb_speed and part == "train":
+            logging.info("%s: adding 0.9x and 1.1x speed perturbed copies", part)
+            cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
+        if on_the_fly_feats:
+            write_cuts(cuts, cuts_path)
+        else:
+            cuts = compute_and_store(cuts, extractor, Path(output_dir) / f"{prefix}_feats_{part}", cuts_path, nj)
+        logging.info("%s: wrote %d cuts to %s", part, len(cuts), cuts_path)
+
+
+if __name__ == "__main__":
+    setup_logging()
+    try:
+        CLI(compute_fbank_subset, as_positional=False)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"compute_fbank_subset: error: {e}")

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Print duration statistics of lhotse manifests (cuts, recordings or supervisions).
+
+Usage:
+    ./local/display_manifests.py data/fbank_whisper80/demo_vi_cuts_train.jsonl.gz
+    ./local/display_manifests.py data/manifests/demo_vi_supervisions_*.jsonl
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from egrecho_inner.stats import describe  # noqa: E402
+
+
+def main(paths: list[str]) -> int:
+    if not paths or paths[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if paths else 2
+    for path in paths:
+        if not Path(path).is_file():
+            print(f"display_manifests: error: {path} not found", file=sys.stderr)
+            return 1
+        print(path)
+        print(describe(path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Convert Kaldi data dirs into lhotse recordings/supervisions manifests.
+
+Usage:
+    ./local/kaldi2mani.py --kaldi_dir data/kaldi/demo --prefix demo_vi \
+        --parts train,val,test --output_dir data/manifests --nj 2
+
+Reads ``<kaldi_dir>/<part>/{wav.scp,text,utt2lang[,segments]}`` and writes
+``<output_dir>/<prefix>_recordings_<part>.jsonl`` and ``<prefix>_supervisions_<part>.jsonl``.
+Transcripts get full-width forms mapped to half width, and spaces removed for languages written
+without them. Utterances that can't be used are logged one by one and counted in a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from jsonargparse import CLI
+
+from egrecho_inner.kaldi import load_kaldi_dir
+from egrecho_inner.utils import atomic_path, setup_logging
+
+
+def kaldi2mani(
+    kaldi_dir: str,
+    prefix: str,
+    parts: str = "train,val,test",
+    output_dir: str = "data/manifests",
+    language: Optional[str] = None,
+    nj: int = 1,
+) -> None:
+    """Write manifests for each part.
+
+    Args:
+        kaldi_dir: dir holding one Kaldi data dir per part.
+        prefix: name of the output manifests (e.g. aishell_vi).
+        parts: comma-separated part names.
+        output_dir: where the manifests go.
+        language: language of utterances that utt2lang does not name (required without utt2lang).
+        nj: threads reading audio headers.
+    """
+    for part in [p.strip() for p in parts.split(",") if p.strip()]:
+        recordings, supervisions, report = load_kaldi_dir(Path(kaldi_dir) / part, language, nj)
+        for kind, manifest in (("recordings", recordings), ("supervisions", supervisions)):
+            with atomic_path(Path(output_dir) / f"{prefix}_{kind}_{part}.jsonl") as tmp:
+                manifest.to_file(tmp)
+        hours = sum(s.duration for s in supervisions) / 3600
+        logging.info("%s: %d utterances (%.2f h) written; %s", part, len(supervisions), hours, report.summary())
+
+
+if __name__ == "__main__":
+    setup_logging()
+    try:
+        CLI(kaldi2mani, as_positional=False)
+    except ValueError as e:  # KaldiDataError, unknown language: messages name file and line
+        sys.exit(f"kaldi2mani: error: {e}")

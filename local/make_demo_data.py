@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Synthesise a small Kaldi-style corpus with espeak-ng (nothing is downloaded).
+
+Usage:
+    ./local/make_demo_data.py --out_dir data/kaldi/demo
+    ./local/make_demo_data.py --out_dir data/kaldi/demo_multi --languages vi,en,zh --num_train 300
+
+Sentences come from the word lists in ``local/demo_grammar.json``: every split shares the
+vocabulary but no sentence, and the test split is spoken by voice variants and at a speed that
+train and val never use, so a model can't pass by memorising. espeak-ng writes 22.05 kHz audio,
+which ``prepare.sh`` resamples to 16 kHz. Output: ``<out_dir>/{train,val,test}/{wav.scp,text,utt2lang}``
+and the audio under ``<out_dir>/wavs/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from jsonargparse import CLI
+
+GRAMMAR_FILE = Path(__file__).with_name("demo_grammar.json")
+SPLITS = ("train", "val", "test")
+
+
+def _sentences(spec: dict) -> list[tuple[str, str]]:
+    """All (transcript, text spoken by espeak-ng) pairs the grammar makes, capitalised and ended by a stop."""
+    pairs = []
+    for combo in itertools.product(*spec["slots"]):
+        if isinstance(combo[0], list):  # zh: [characters, pinyin] items
+            pairs.append(("".join(c[0] for c in combo) + "。", " ".join(c[1] for c in combo)))
+        else:
+            text = " ".join(combo)
+            text = text[0].upper() + text[1:] + "."
+            pairs.append((text, text))
+    return pairs
+
+
+def _synthesise(job: tuple[str, str, int, Path]) -> None:
+    voice, spoken, speed, wav = job
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), spoken], check=True)
+
+
+def make_demo_data(
+    out_dir: str = "data/kaldi/demo",
+    languages: str = "vi",
+    num_train: int = 200,
+    num_val: int = 20,
+    num_test: int = 40,
+    seed: int = 0,
+    num_jobs: int = 2,
+) -> None:
+    """Write the demo corpus.
+
+    Args:
+        out_dir: where the Kaldi dirs and audio go.
+        languages: comma-separated, from vi, en, zh; utterances are split evenly between them.
+        num_train: utterances in train (all languages together); likewise num_val, num_test.
+        seed: picks the sentences, voices and speeds.
+        num_jobs: parallel espeak-ng processes.
+    """
+    grammar = json.loads(GRAMMAR_FILE.read_text(encoding="utf-8"))
+    langs = [lang.strip() for lang in languages.split(",") if lang.strip()]
+    unknown = [lang for lang in langs if lang not in grammar or lang == "voices"]
+    if unknown:
+        raise SystemExit(f"make_demo_data: no word lists for {unknown}; choose from vi, en, zh")
+    rng = random.Random(seed)
+    sizes = {"train": num_train, "val": num_val, "test": num_test}
+    jobs, out = [], Path(out_dir)
+    for lang in langs:
+        pool = _sentences(grammar[lang])
+        rng.shuffle(pool)  # then consecutive slices: no sentence is in two splits
+        offset = 0
+        for split in SPLITS:
+            count = sizes[split] // len(langs) + (1 if langs.index(lang) < sizes[split] % len(langs) else 0)
+            if offset + count > len(pool):
+                raise SystemExit(f"make_demo_data: {lang} has only {len(pool)} sentences")
+            voices = grammar["voices"][split]
+            for i, (text, spoken) in enumerate(pool[offset : offset + count]):
+                utt = f"{lang}-{split}-{i:05d}"
+                wav = out / "wavs" / split / f"{utt}.wav"
+                voice = grammar[lang]["voice"] + rng.choice(voices["variants"])
+                jobs.append((split, utt, lang, text, (voice, spoken, rng.choice(voices["speeds"]), wav)))
+            offset += count
+
+    for split in SPLITS:
+        (out / "wavs" / split).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=num_jobs) as ex:
+        list(ex.map(_synthesise, [job[-1] for job in jobs]))
+
+    for split in SPLITS:
+        rows = sorted(job for job in jobs if job[0] == split)
+        d = out / split
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "wav.scp").write_text("".join(f"{u} {j[3].resolve()}\n" for _, u, _, _, j in rows), encoding="utf-8")
+        (d / "text").write_text("".join(f"{u} {t}\n" for _, u, _, t, _ in rows), encoding="utf-8")
+        (d / "utt2lang").write_text("".join(f"{u} {lang}\n" for _, u, lang, _, _ in rows), encoding="utf-8")
+    print(f"make_demo_data: wrote {len(jobs)} utterances ({', '.join(langs)}) to {out}")
+
+
+if __name__ == "__main__":
+    CLI(make_demo_data, as_positional=False)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Kaldi data dirs -> lhotse manifests -> Whisper fbank features.
+#
+# Usage:
+#   bash prepare.sh --kaldi_dir data/kaldi/demo --prefix demo_vi [--stage 1] [--stop_stage 4]
+#
+# Each part of --kaldi_dir (default train,val,test) needs wav.scp, text and utt2lang (or pass
+# --language); segments is optional. Finished work leaves a marker and is skipped on rerun, so an
+# interrupted run can be restarted with the same command.
+set -euo pipefail
+
+stage=1
+stop_stage=4
+nj=2                         # parallel jobs
+kaldi_dir=data/kaldi/demo    # holds one Kaldi data dir per part
+prefix=demo_vi               # manifest name, e.g. aishell_vi
+parts=train,val,test
+num_mel_bins=80              # 80 for whisper v1/v2, 128 for large-v3
+perturb_speed=false          # add 0.9x/1.1x copies of train
+musandir=                    # MUSAN corpus dir; MUSAN stages are skipped when empty or absent
+on_the_fly_feats=false       # true: cuts only, features computed at batch time
+language=                    # language of utterances that utt2lang does not name
+manifest_dir=data/manifests
+help_message="Usage: bash prepare.sh [--stage N] [--stop_stage N] [--nj N] [--kaldi_dir DIR] [--prefix NAME]
+  [--parts train,val,test] [--num_mel_bins 80|128] [--perturb_speed true|false] [--musandir DIR]
+  [--on_the_fly_feats true|false] [--language CODE]"
+
+recipe_dir=$(cd "$(dirname "$0")" && pwd)
+. "$recipe_dir/local/parse_options.sh"
+export PYTHONPATH="$recipe_dir${PYTHONPATH:+:$PYTHONPATH}"
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+fbank_dir=data/fbank_whisper${num_mel_bins}
+language_opt=()
+[ -n "$language" ] && language_opt=(--language "$language")
+have_musan=false
+[ -n "$musandir" ] && [ -d "$musandir" ] && have_musan=true
+[ -n "$musandir" ] && [ "$have_musan" = false ] && log "MUSAN dir $musandir not found: MUSAN stages skipped"
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: Kaldi dirs in $kaldi_dir -> manifests in $manifest_dir"
+  marker=$manifest_dir/.${prefix}_manifests.done
+  if [ -f "$marker" ]; then
+    log "  done before ($marker), skipping"
+  else
+    python3 "$recipe_dir/local/kaldi2mani.py" --kaldi_dir "$kaldi_dir" --prefix "$prefix" --parts "$parts" \
+      --output_dir "$manifest_dir" --nj "$nj" "${language_opt[@]}"
+    touch "$marker"
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$have_musan" = true ]; then
+  log "Stage 2: MUSAN manifests from $musandir"
+  marker=$manifest_dir/.musan_manifests.done
+  if [ -f "$marker" ]; then
+    log "  done before ($marker), skipping"
+  else
+    lhotse prepare musan "$musandir" "$manifest_dir"
+    touch "$marker"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: cuts and ${num_mel_bins}-mel Whisper fbank in $fbank_dir"
+  python3 "$recipe_dir/local/compute_fbank_subset.py" --manifest_dir "$manifest_dir" --prefix "$prefix" \
+    --parts "$parts" --output_dir "$fbank_dir" --num_mel_bins "$num_mel_bins" \
+    --perturb_speed "$perturb_speed" --on_the_fly_feats "$on_the_fly_feats" --nj "$nj"
+  if [ "$have_musan" = true ]; then
+    python3 "$recipe_dir/local/compute_fbank_musan.py" --manifest_dir "$manifest_dir" --output_dir "$fbank_dir" \
+      --num_mel_bins "$num_mel_bins" --nj "$nj"
+  fi
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "Stage 4: statistics"
+  for part in ${parts//,/ }; do
+    python3 "$recipe_dir/local/display_manifests.py" "$fbank_dir/${prefix}_cuts_${part}.jsonl.gz"
+  done
+fi
+
+log "Done: cuts in $fbank_dir"

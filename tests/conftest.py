@@ -1,0 +1,73 @@
+"""Shared fixtures: synthetic speech from espeak-ng, a small demo corpus, the Whisper tokenizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missed local path fails fast instead of hanging
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent
+
+
+def espeak(path: Path, text: str, voice: str = "vi", speed: int = 160) -> Path:
+    """Speak ``text`` into a 22.05 kHz wav file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+def write_kaldi_dir(path: Path, utts: dict[str, tuple[str, str, str]]) -> Path:
+    """utts: id -> (wav.scp entry, text, language)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "wav.scp").write_text("".join(f"{u} {w}\n" for u, (w, _, _) in utts.items()), encoding="utf-8")
+    (path / "text").write_text("".join(f"{u} {t}\n" for u, (_, t, _) in utts.items()), encoding="utf-8")
+    (path / "utt2lang").write_text("".join(f"{u} {lang}\n" for u, (_, _, lang) in utts.items()), encoding="utf-8")
+    return path
+
+
+def run_script(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a recipe script (python or bash) and return the completed process."""
+    cmd = [sys.executable, *args] if args[0].endswith(".py") else ["bash", *args]
+    env = {**os.environ, "PYTHONPATH": str(RECIPE_DIR)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    """A small vi/en/zh Kaldi corpus made by local/make_demo_data.py."""
+    out = tmp_path_factory.mktemp("demo") / "kaldi"
+    run_script(str(RECIPE_DIR / "local/make_demo_data.py"), "--out_dir", str(out), "--languages", "vi,en,zh",
+               "--num_train", "12", "--num_val", "3", "--num_test", "3")
+    return out
+
+
+@pytest.fixture(scope="session")
+def whisper_tokenizer():
+    from egrecho_inner.tokenizer import build_whisper_tokenizer
+
+    return build_whisper_tokenizer()
+
+
+@pytest.fixture
+def tone_wav(tmp_path):
+    """Make a wav of a 440 Hz tone: tone_wav(name, seconds, sampling_rate, channels)."""
+
+    def make(name: str, seconds: float = 1.0, sampling_rate: int = 16000, channels: int = 1) -> Path:
+        t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+        signal = 0.3 * np.sin(2 * np.pi * 440 * t)
+        data = np.stack([signal * (c + 1) / channels for c in range(channels)], axis=1)
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, data if channels > 1 else data[:, 0], sampling_rate)
+        return path
+
+    return make

@@ -1,0 +1,74 @@
+"""Label layout and training-time filtering, checked against OpenAI's tiktoken encoding."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import tiktoken
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse.testing.dummies import dummy_cut
+from tiktoken.load import load_tiktoken_bpe
+
+from egrecho_inner.constants import IGNORE_INDEX
+from egrecho_inner.dataset import TrainingCutFilter, WhisperDataset, WhisperLabeler
+from egrecho_inner.tokenizer import WHISPER_SPLIT_PATTERN, openai_tiktoken_file
+
+# OpenAI's ids for the multilingual tokenizer (whisper/tokenizer.py ordering).
+SOT, EOT, TRANSCRIBE, NO_TIMESTAMPS = 50258, 50257, 50359, 50363
+LANG_ID = {"en": 50259, "vi": 50278, "zh": 50260}
+
+
+@pytest.fixture(scope="module")
+def tiktoken_encoding():
+    ranks = load_tiktoken_bpe(str(openai_tiktoken_file()))
+    return tiktoken.Encoding("whisper-ref", pat_str=WHISPER_SPLIT_PATTERN, mergeable_ranks=ranks, special_tokens={})
+
+
+def text_cut(cut_id: str, text: str, language: str | None, duration: float = 2.0):
+    cut = dummy_cut(0, duration=duration)
+    cut.id = cut_id
+    cut.supervisions = [SupervisionSegment(cut_id, cut.recording_id, 0.0, duration, text=text, language=language)]
+    return cut
+
+
+def test_labels_two_languages_token_by_token(whisper_tokenizer, tiktoken_encoding, demo_corpus, tmp_path):
+    from egrecho_inner.kaldi import load_kaldi_dir
+
+    recordings, supervisions, _ = load_kaldi_dir(demo_corpus / "train")
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(16000)
+    batch_cuts = CutSet.from_cuts([next(c for c in cuts if c.supervisions[0].language == lang) for lang in ("vi", "en")])
+    batch = WhisperDataset(WhisperLabeler(whisper_tokenizer), on_the_fly_feats=True)[batch_cuts]
+    assert batch["input_features"].shape == (2, 80, 3000)
+    labels = batch["labels"]
+    for row, cut in zip(labels, batch_cuts):
+        sup = cut.supervisions[0]
+        expected = [SOT, LANG_ID[sup.language], TRANSCRIBE, NO_TIMESTAMPS, *tiktoken_encoding.encode(sup.text), EOT]
+        got = row[row != IGNORE_INDEX].tolist()
+        assert got == expected[1:], f"{cut.id}: {got} != {expected[1:]}"  # the model prepends SOT itself
+        assert torch.all(row[len(got):] == IGNORE_INDEX)
+    assert whisper_tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX], skip_special_tokens=True) == batch_cuts[0].supervisions[0].text
+
+
+def test_default_language_and_errors(whisper_tokenizer):
+    labeler = WhisperLabeler(whisper_tokenizer, default_language="zh")
+    assert labeler(text_cut("a", "你好", None))[:2] == [SOT, LANG_ID["zh"]]
+    with pytest.raises(ValueError, match="cut b has no language"):
+        WhisperLabeler(whisper_tokenizer)(text_cut("b", "hi", None))
+    with pytest.raises(ValueError, match=r"cut c: the tokenizer has no token for <\|xx\|>"):
+        labeler(text_cut("c", "hi", "xx"))
+
+
+def test_training_filter_drops_and_counts(whisper_tokenizer, caplog):
+    keep = text_cut("keep", "xin chào", "vi")
+    too_long = text_cut("long-audio", "xin chào", "vi", duration=31.0)
+    too_many_tokens = text_cut("long-text", "xin chào " * 300, "vi")
+    just_fits = text_cut("fits", " a" * 444, "en")  # lang, task, notimestamps + 444 + EOT = 448 labels
+    one_over = text_cut("one-over", " a" * 445, "en")
+    cut_filter = TrainingCutFilter(WhisperLabeler(whisper_tokenizer))
+    with caplog.at_level(logging.WARNING):
+        kept = [c.id for c in CutSet.from_cuts([keep, too_long, too_many_tokens, just_fits, one_over]).filter(cut_filter)]
+    assert kept == ["keep", "fits"]
+    assert cut_filter.dropped == {"over 30 s": 1, "over 448 tokens": 2}
+    assert "dropping cut long-audio" in caplog.text and "dropping cut long-text" in caplog.text
