@@ -22,17 +22,20 @@ class Command:
     func: Callable
     help: str
     aliases: tuple[str, ...] = ()
+    positional: bool = False  # required arguments are positional (`egrecho describe FILE`)
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def register(name: str, func: Callable, help: str, aliases: tuple[str, ...] = ()) -> None:
-    """Add ``func`` as ``egrecho <name>`` (and its aliases)."""
+def register(
+    name: str, func: Callable, help: str, aliases: tuple[str, ...] = (), positional: bool = False
+) -> None:
+    """Add ``func`` as ``egrecho <name>`` (and its aliases); its typed parameters become options."""
     for key in (name, *aliases):
         if key in COMMANDS or any(key in c.aliases for c in COMMANDS.values()):
             raise ValueError(f"command name {key!r} is taken")
-    COMMANDS[name] = Command(name, func, help, aliases)
+    COMMANDS[name] = Command(name, func, help, aliases, positional)
 
 
 def register_commands() -> None:
@@ -42,7 +45,7 @@ def register_commands() -> None:
     from egrecho_inner.stats import print_stats
     from egrecho_inner.tokenizer import save_whisper_tokenizer
 
-    register("describe", print_stats, "Print duration statistics of lhotse manifests.")
+    register("describe", print_stats, "Print duration statistics of a lhotse manifest.", positional=True)
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
 
 
@@ -54,7 +57,7 @@ def build_parser() -> ArgumentParser:
     for command in COMMANDS.values():
         sub = ArgumentParser(description=(command.func.__doc__ or command.help).split("\n\n")[0])
         sub.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config file with the options below")
-        sub.add_function_arguments(command.func, as_positional=True)  # required args are positional
+        sub.add_function_arguments(command.func, as_positional=command.positional)
         subcommands.add_subcommand(command.name, sub, help=command.help, aliases=command.aliases)
     return parser
 

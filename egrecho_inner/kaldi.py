@@ -117,7 +117,7 @@ def probe_recording(recording_id: str, spec: str) -> Recording:
         source, sampling_rate, num_samples = recording.sources[0], recording.sampling_rate, recording.num_samples
         if recording.num_channels > 1:
             log.info("%s: %d channels, downmixed to mono with sox", recording_id, recording.num_channels)
-            command = f"sox {shlex.quote(str(path.resolve()))} -t wav -b 16 -c 1 -"
+            command = f"sox {shlex.quote(str(path.resolve()))} -t wav -e floating-point -b 32 -c 1 -"  # float: no dither
             source = AudioSource(type="command", channels=[0], source=command)
     if num_samples == 0:
         raise AudioProblem("empty audio", f"{spec}: 0 samples")

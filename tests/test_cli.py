@@ -1,0 +1,51 @@
+"""The egrecho console script: registry, help, configs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from egrecho_inner import cli
+
+
+def egrecho(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["egrecho", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def test_help_lists_commands():
+    out = egrecho("-h").stdout
+    cli.register_commands()
+    assert cli.COMMANDS, "no command registered"
+    for name in cli.COMMANDS:
+        assert name in out
+        sub = egrecho(name, "-h").stdout
+        assert "--config" in sub and "--print_config" in sub
+
+
+def test_print_config_round_trip(tmp_path, capsys):
+    printed = egrecho("build-tokenizer", "--output_dir", str(tmp_path / "tok"), "--num_languages", "100", "--print_config").stdout
+    assert "num_languages: 100" in printed
+    config = tmp_path / "tok.yaml"
+    config.write_text(printed)
+    egrecho("build-tokenizer", "-c", str(config))
+    from transformers import WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.from_pretrained(tmp_path / "tok")
+    assert tokenizer.convert_tokens_to_ids("<|yue|>") == 50358  # the 100th language, as in large-v3
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    proc = egrecho("describe", str(tmp_path / "none.jsonl.gz"), check=False)
+    assert proc.returncode != 0 and "egrecho describe: error:" in proc.stderr and "Traceback" not in proc.stderr
+    proc = egrecho("no-such-command", check=False)
+    assert proc.returncode != 0 and "no-such-command" in proc.stderr
+
+
+def test_register_rejects_taken_names():
+    cli.register_commands()
+    with pytest.raises(ValueError, match="taken"):
+        cli.register("describe", print, "again")
