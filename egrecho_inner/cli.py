@@ -42,11 +42,15 @@ def register_commands() -> None:
     """The commands egrecho ships, registered explicitly (no import side effects)."""
     if COMMANDS:
         return
+    from egrecho_inner.merge_lora import merge_lora_whisper
+    from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.stats import print_stats
     from egrecho_inner.tokenizer import save_whisper_tokenizer
 
     register("describe", print_stats, "Print duration statistics of a lhotse manifest.", positional=True)
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
+    register("merge-lora-whisper", merge_lora_whisper, "Merge a LoRA adapter into its base Whisper.", aliases=("mlw",))
+    register("make-tiny-whisper", save_tiny_whisper, "Save a tiny random Whisper for tests and CPU demos.")
 
 
 def build_parser() -> ArgumentParser:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from lhotse import CutSet
-from lhotse.cut import Cut
+from lhotse.cut import Cut, MixedCut
 from transformers import PreTrainedTokenizerBase
 
 from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS
@@ -77,20 +77,45 @@ class TrainingCutFilter:
 class WhisperDataset(torch.utils.data.Dataset):
     """lhotse-style dataset: indexed by a ``CutSet`` (a batch from a sampler), returns a model batch.
 
+    Cuts mixed with noise (``MixedCut`` from ``CutMix``) always get features from their mixed audio:
+    Whisper's log-mel features can't be mixed in the feature domain.
+
     Args:
         labeler: makes each cut's target ids.
         on_the_fly_feats: compute features from audio instead of reading stored ones.
-        num_mel_bins: 80 or 128 (used with on-the-fly features).
+        num_mel_bins: 80 or 128 (used with on-the-fly features and mixed cuts).
+        cut_transforms: applied to each batch's CutSet first (e.g. lhotse ``CutMix``).
+        spec_augment: applied to each cut's un-padded ``(T, n_mels)`` features.
     """
 
-    def __init__(self, labeler: WhisperLabeler, on_the_fly_feats: bool = False, num_mel_bins: int = 80):
+    def __init__(
+        self,
+        labeler: WhisperLabeler,
+        on_the_fly_feats: bool = False,
+        num_mel_bins: int = 80,
+        cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
+        spec_augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ):
         self.labeler = labeler
-        self.extractor = make_fbank_extractor(num_mel_bins) if on_the_fly_feats else None
+        self.on_the_fly_feats = on_the_fly_feats
+        self.extractor = make_fbank_extractor(num_mel_bins)
+        self.cut_transforms = list(cut_transforms)
+        self.spec_augment = spec_augment
 
-    def __getitem__(self, cuts: CutSet) -> dict[str, torch.Tensor]:
-        features = [pad_to_whisper_input(load_cut_features(cut, self.extractor)) for cut in cuts]
+    def _features(self, cut: Cut) -> torch.Tensor:
+        from_audio = self.on_the_fly_feats or isinstance(cut, MixedCut)
+        feats = load_cut_features(cut, self.extractor if from_audio else None)  # (T, n_mels)
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats.unsqueeze(0))[0]
+        return pad_to_whisper_input(feats)
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        for transform in self.cut_transforms:
+            cuts = transform(cuts)
+        features = [self._features(cut) for cut in cuts]
         labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
         return {
             "input_features": torch.stack(features),  # (B, n_mels, 3000)
             "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
+            "cut_ids": [cut.id for cut in cuts],  # not a model input: the trainer takes it off
         }

@@ -22,7 +22,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 @contextlib.contextmanager
 def atomic_path(target: Pathlike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+    """Yield a temporary path (file or directory) beside ``target``; rename it onto ``target`` on success.
 
     The temporary name keeps the target's suffixes (``.jsonl.gz`` stays compressed), so writers
     that choose a format from the extension behave the same. On error the temporary file or
@@ -36,6 +36,8 @@ def atomic_path(target: Pathlike) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
+        if tmp.is_dir() and target.is_dir():  # a directory can't be renamed onto a non-empty one
+            shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         if tmp.is_dir():

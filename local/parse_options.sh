@@ -9,6 +9,7 @@ while [ $# -gt 0 ]; do
     --help|-h)
       if [ -n "${help_message:-}" ]; then echo -e "$help_message"; else echo "No help found." 1>&2; fi
       exit 0 ;;
+    --) break ;;  # the rest is for the called program (finetune.sh passes it to training)
     --*=*)
       name=$(echo "${1%%=*}" | sed 's/^--//; s/-/_/g')
       value="${1#*=}"

@@ -71,3 +71,22 @@ def tone_wav(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random multilingual Whisper saved with processor and generation config."""
+    from egrecho_inner.model import save_tiny_whisper
+
+    path = tmp_path_factory.mktemp("models") / "tiny-whisper"
+    save_tiny_whisper(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_demo(demo_corpus, tmp_path_factory) -> Path:
+    """A recipe dir whose data/fbank_whisper80 holds demo_vi cuts with features (12 train cuts)."""
+    work = tmp_path_factory.mktemp("prepared")
+    run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", str(demo_corpus), "--prefix", "demo_vi",
+               "--stop_stage", "3", cwd=work)
+    return work

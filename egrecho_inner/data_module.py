@@ -1,0 +1,174 @@
+"""Training and validation data: lazily read cut manifests, lhotse samplers sharded per rank,
+optional MUSAN mixing and SpecAugment, and a loader the Hugging Face Trainer can drive and resume.
+
+Whisper pads every input to 30 s, so the cost of a batch is its number of cuts: ``max_cuts`` is
+the natural batch size. ``max_duration`` (total seconds) is there for un-padded training.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import islice
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+from lhotse import CutSet, load_manifest_lazy
+from lhotse.dataset import CutMix, DynamicBucketingSampler, SimpleCutSampler, SpecAugment
+from lhotse.dataset.sampling.base import CutSampler
+
+from egrecho_inner.dataset import TrainingCutFilter, WhisperDataset, WhisperLabeler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataArgs:
+    """Where the cuts are and how batches are formed."""
+
+    manifest_dir: str = "data/fbank_whisper80"
+    """where prepare.sh wrote <prefix>_cuts_<part>.jsonl.gz"""
+    prefix_name: str = "demo_vi"
+    """the --prefix given to prepare.sh"""
+    max_cuts: Optional[int] = 16
+    """cuts per batch (per process)"""
+    max_duration: Optional[float] = None
+    """or: seconds of audio per batch"""
+    bucketing_sampler: bool = True
+    """group cuts of similar duration (DynamicBucketingSampler)"""
+    num_buckets: int = 30
+    on_the_fly_feats: bool = False
+    """compute features from audio at batch time"""
+    num_mel_bins: int = 80
+    """128 for large-v3"""
+    enable_musan: bool = False
+    """mix MUSAN noise/music/babble into training audio"""
+    musan_prob: float = 0.5
+    """fraction of training cuts that get noise"""
+    musan_snr: tuple[float, float] = (10.0, 20.0)
+    """SNR range (dB) of the mixed noise"""
+    enable_spec_aug: bool = False
+    """SpecAugment on training features"""
+    num_workers: int = 2
+    """dataloader worker processes"""
+    language: Optional[str] = None
+    """language of cuts whose supervision names none"""
+    task: str = "transcribe"
+
+
+def cuts_path(args: DataArgs, part: str) -> Path:
+    return Path(args.manifest_dir) / f"{args.prefix_name}_cuts_{part}.jsonl.gz"
+
+
+def load_cuts(args: DataArgs, part: str) -> CutSet:
+    """The lazily read cuts of one part, or a clear error if the manifest is missing or empty."""
+    path = cuts_path(args, part)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)"
+        )
+    cuts = load_manifest_lazy(path)  # None for an empty file
+    if cuts is None or next(iter(cuts), None) is None:
+        raise ValueError(f"{path} holds no cuts")
+    return cuts
+
+
+class LhotseLoader:
+    """A DataLoader over a lhotse sampler that the HF Trainer can drive.
+
+    It has a length (batches per epoch on this rank, counted once by running the sampler without
+    loading data), ``set_epoch`` (called by the Trainer each epoch, reshuffles), and
+    ``skip_batches`` so a resumed run fast-forwards the sampler past the batches it already trained
+    on, without loading them, and without repeating any cut of the epoch.
+    """
+
+    def __init__(self, sampler: CutSampler, dataset: WhisperDataset, num_workers: int):
+        self.sampler, self.dataset, self.num_workers = sampler, dataset, num_workers
+        self._length: Optional[int] = None
+        self._skip = 0
+
+    def __len__(self) -> int:
+        if self._length is None:
+            self.sampler.set_epoch(self.sampler.epoch)
+            self._length = sum(1 for _ in self.sampler)
+        return self._length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def skip_batches(self, num_batches: int) -> None:
+        """Make the next iteration start ``num_batches`` into the current epoch."""
+        self._skip = num_batches
+
+    def __iter__(self) -> Iterator[dict]:
+        batches = iter(self.sampler)
+        for _ in range(self._skip):
+            next(batches, None)
+        if self._skip:
+            log.info("resumed the sampler %d batches into epoch %d", self._skip, self.sampler.epoch)
+        self._skip = 0
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            sampler=_OneShot(batches),
+            batch_size=None,  # the sampler yields whole batches (CutSets)
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+        yield from loader
+
+
+class _OneShot:
+    """Wraps an already started iterator so a DataLoader can consume it as its sampler."""
+
+    def __init__(self, iterator: Iterator):
+        self.iterator = iterator
+
+    def __iter__(self) -> Iterator:
+        return self.iterator
+
+
+def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, rank: int, seed: int) -> CutSampler:
+    if args.max_cuts is None and args.max_duration is None:
+        raise ValueError("set max_cuts (cuts per batch) or max_duration (seconds per batch)")
+    common = dict(max_cuts=args.max_cuts, max_duration=args.max_duration, shuffle=shuffle,
+                  world_size=world_size, rank=rank, seed=seed, drop_last=False)
+    if args.bucketing_sampler and shuffle:
+        # lhotse estimates bucket bins from the first 10k cuts and needs at least one cut per bucket
+        num_buckets = min(args.num_buckets, sum(1 for _ in islice(cuts, 10000)))
+        return DynamicBucketingSampler(cuts, num_buckets=num_buckets, **common)
+    return SimpleCutSampler(cuts, **common)
+
+
+def train_loader(
+    args: DataArgs, labeler: WhisperLabeler, world_size: int = 1, rank: int = 0, seed: int = 42
+) -> LhotseLoader:
+    """Shuffled, filtered (over 30 s / 448 tokens dropped and counted), optionally augmented."""
+    cuts = load_cuts(args, "train").filter(TrainingCutFilter(labeler))
+    cut_transforms = []
+    if args.enable_musan:  # loaded only when enabled
+        musan = load_manifest_lazy(_musan_path(args)).to_eager()
+        cut_transforms.append(CutMix(musan, p=args.musan_prob, snr=args.musan_snr, pad_to_longest=False,
+                                     preserve_id=True, seed=seed + rank))
+    spec_augment = SpecAugment(time_warp_factor=80, num_frame_masks=2) if args.enable_spec_aug else None
+    dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
+                             cut_transforms=cut_transforms, spec_augment=spec_augment)
+    sampler = make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed)
+    return LhotseLoader(sampler, dataset, args.num_workers)
+
+
+def eval_loader(
+    args: DataArgs, labeler: WhisperLabeler, part: str = "val", world_size: int = 1, rank: int = 0
+) -> LhotseLoader:
+    """Unshuffled batches of one part, for the validation loss."""
+    cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler))
+    dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins)
+    sampler = make_sampler(cuts, args, shuffle=False, world_size=world_size, rank=rank, seed=0)
+    return LhotseLoader(sampler, dataset, args.num_workers)
+
+
+def _musan_path(args: DataArgs) -> Path:
+    path = Path(args.manifest_dir) / "musan_cuts.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run prepare.sh with --musandir, or set enable_musan: false")
+    return path

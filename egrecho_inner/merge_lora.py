@@ -1,0 +1,44 @@
+"""Merge a LoRA adapter saved by ``lora.py`` into its base Whisper model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from peft import PeftConfig, PeftModel
+from transformers import WhisperProcessor
+
+from egrecho_inner.model import load_whisper
+from egrecho_inner.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_files_only: bool = True) -> str:
+    """Merge a LoRA checkpoint into the base model named in its adapter config.
+
+    Args:
+        lora_model: an adapter dir written by lora.py (e.g. exp/whisper-small/lora/checkpoint-final).
+        output_dir: where ``<basename>-lora-merge`` goes; default: the checkpoint's parent dir.
+        local_files_only: load the base model from local files only.
+
+    Returns:
+        the merged model dir (model, feature extractor, tokenizer, processor, generation config).
+    """
+    ckpt = Path(lora_model)
+    if not ckpt.is_dir():
+        raise FileNotFoundError(f"LoRA checkpoint {ckpt} not found")
+    if not (ckpt / "adapter_config.json").is_file():
+        raise ValueError(f"{ckpt} is not a LoRA checkpoint (no adapter_config.json); full fine-tunes need no merge")
+    base = PeftConfig.from_pretrained(ckpt).base_model_name_or_path
+    model, processor = load_whisper(base, local_files_only)
+    if (ckpt / "tokenizer_config.json").is_file():  # the processor saved with the adapter wins
+        processor = WhisperProcessor.from_pretrained(ckpt)
+    merged = PeftModel.from_pretrained(model, ckpt).merge_and_unload()
+    target = Path(output_dir or ckpt.parent) / f"{ckpt.name}-lora-merge"
+    with atomic_path(target) as tmp:
+        merged.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    print(f"merged {ckpt} into {base}: {target}")
+    return str(target)

@@ -1,0 +1,98 @@
+"""Load a Whisper model and processor from a local dir (or the hub), and build tiny random
+Whispers for tests and CPU demos."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
+
+from egrecho_inner.constants import MAX_LABEL_TOKENS
+from egrecho_inner.text import WHISPER_LANGUAGE_CODES
+
+log = logging.getLogger(__name__)
+
+
+def _looks_like_path(name: str) -> bool:
+    return Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
+
+
+def check_model_source(name: str, local_files_only: bool) -> None:
+    """Fail early, with a hint, when ``name`` is neither a model dir nor (when allowed) a hub id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model dir")
+        return
+    if _looks_like_path(name) or local_files_only:
+        hint = "download it first: bash hf_download.sh openai/whisper-small pretrained/whisper-small"
+        raise FileNotFoundError(f"model {name!r} not found locally ({hint}; or set local_files_only: false)")
+
+
+def load_whisper(name: str, local_files_only: bool = True) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """Model and processor, ready for fine-tuning: no forced decoder ids (labels carry the prefix)."""
+    check_model_source(name, local_files_only)
+    model = WhisperForConditionalGeneration.from_pretrained(name, local_files_only=local_files_only)
+    processor = WhisperProcessor.from_pretrained(name, local_files_only=local_files_only)
+    model.config.forced_decoder_ids = None
+    model.generation_config.forced_decoder_ids = None
+    return model, processor
+
+
+def tiny_whisper_config(tokenizer_len: int, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2) -> WhisperConfig:
+    """A Whisper small enough to train on a CPU in seconds, with the real vocabulary and ids."""
+    return WhisperConfig(
+        vocab_size=tokenizer_len, num_mel_bins=num_mel_bins, d_model=d_model,
+        encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, max_source_positions=1500,
+        max_target_positions=MAX_LABEL_TOKENS, decoder_start_token_id=50258, pad_token_id=50257,
+        bos_token_id=50257, eos_token_id=50257, begin_suppress_tokens=[220, 50257],
+        # 1/sqrt(d) instead of 0.02: with d_model=64 and a frozen, tied output layer the default leaves
+        # logits too small to fit anything, so adapters (LoRA) could not learn
+        init_std=d_model**-0.5,
+    )
+
+
+def save_tiny_whisper(
+    output_dir: str, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2, seed: int = 0
+) -> None:
+    """Save a tiny randomly initialised multilingual Whisper (model, processor, generation config).
+
+    Args:
+        output_dir: where the model dir goes.
+        num_mel_bins: 80, or 128 like large-v3.
+        d_model: hidden size.
+        layers: encoder and decoder layers each.
+        seed: initialisation seed.
+    """
+    from egrecho_inner.tokenizer import build_whisper_tokenizer
+
+    tokenizer = build_whisper_tokenizer(num_languages=100 if num_mel_bins == 128 else 99)
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(tiny_whisper_config(len(tokenizer), num_mel_bins, d_model, layers))
+    model.generation_config = whisper_generation_config(tokenizer)
+    model.save_pretrained(output_dir)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=num_mel_bins), tokenizer).save_pretrained(output_dir)
+    print(f"saved a tiny random Whisper ({sum(p.numel() for p in model.parameters()):,} parameters) to {output_dir}")
+
+
+def whisper_generation_config(tokenizer) -> GenerationConfig:
+    """The multilingual generation config (language and task maps) for a Whisper tokenizer."""
+    ids = tokenizer.convert_tokens_to_ids
+    lang_to_id = {f"<|{c}|>": ids(f"<|{c}|>") for c in WHISPER_LANGUAGE_CODES if ids(f"<|{c}|>") != tokenizer.unk_token_id}
+    return GenerationConfig(
+        decoder_start_token_id=ids("<|startoftranscript|>"), bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|endoftext|>"), pad_token_id=ids("<|endoftext|>"), max_length=MAX_LABEL_TOKENS,
+        is_multilingual=True, lang_to_id=lang_to_id,
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
+        begin_suppress_tokens=[220, ids("<|endoftext|>")], suppress_tokens=[],
+    )

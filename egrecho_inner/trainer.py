@@ -1,0 +1,242 @@
+"""Shared fine-tuning code for ``lora.py`` and ``full.py``: options, the lhotse-fed Seq2SeqTrainer,
+and ``run_training``, which both scripts call with their own model hook."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+from accelerate import PartialState
+from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
+from egrecho_inner.dataset import WhisperLabeler
+from egrecho_inner.model import load_whisper
+from egrecho_inner.utils import atomic_path, setup_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainArgs(DataArgs):
+    """Options shared by LoRA and full fine-tuning (data options come from DataArgs)."""
+
+    base_model: str = "pretrained/whisper-small"
+    """local model dir (or a hub id with local_files_only: false)"""
+    output_dir: str = "exp/whisper-small/lora"
+    local_files_only: bool = True
+    """never reach for the hub unless asked"""
+    learning_rate: float = 1e-3
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    """> 0 overrides num_train_epochs"""
+    gradient_accumulation_steps: int = 1
+    """batches per optimizer step"""
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    eval_steps: int = 500
+    """validation loss every N steps; checkpoints are kept by it"""
+    save_steps: int = 500
+    """a multiple of eval_steps (the best checkpoint is chosen by eval loss)"""
+    save_total_limit: int = 5
+    fp16: bool = False  # GPU only; on CPU a warning and fp32
+    bf16: bool = False  # GPU only; on CPU a warning and fp32
+    gradient_checkpointing: bool = False
+    """trade compute for activation memory"""
+    use_compile: bool = False
+    """torch.compile the model"""
+    deepspeed: Optional[str] = None
+    """config/ds_config_z1.json, _z2.json or _z3.json"""
+    resume_from_checkpoint: Union[bool, str, None] = None
+    """a checkpoint dir, or true for the latest in output_dir"""
+    seed: int = 42
+    record_cut_ids: bool = False
+    """write trained cut ids to <output_dir>/cut_ids/rank<k>.txt (checks sharding)"""
+
+
+def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
+    """HF TrainingArguments from our options, with the precision fixed up for CPU."""
+    fp16, bf16 = args.fp16, args.bf16
+    if (fp16 or bf16) and not torch.cuda.is_available():
+        log.warning("fp16/bf16 need a GPU; training in fp32 on CPU")
+        fp16 = bf16 = False
+    if args.deepspeed and not Path(args.deepspeed).is_file():
+        raise FileNotFoundError(f"deepspeed config {args.deepspeed} not found (see config/ds_config_z*.json)")
+    if args.save_steps % args.eval_steps:
+        raise ValueError(f"save_steps ({args.save_steps}) must be a multiple of eval_steps ({args.eval_steps})")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(args.output_dir) / "tensorboard")
+    return Seq2SeqTrainingArguments(
+        output_dir=args.output_dir, learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_grad_norm=args.max_grad_norm, logging_steps=args.logging_steps, eval_strategy="steps",
+        eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+        greater_is_better=False, fp16=fp16, bf16=bf16, activation_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False}, torch_compile=args.use_compile,
+        deepspeed=args.deepspeed, seed=args.seed, report_to=["tensorboard"],
+        ignore_data_skip=True,  # the lhotse sampler fast-forwards itself (SamplerResume below)
+        remove_unused_columns=False, label_names=["labels"], predict_with_generate=False,
+        per_device_train_batch_size=1, per_device_eval_batch_size=1,  # batches come whole from lhotse
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),  # lets several CPU processes (gloo) form a DDP group
+    )
+
+
+class SamplerResume(TrainerCallback):
+    """On resume, start the sampler where the checkpoint left the epoch, so no cut repeats."""
+
+    def __init__(self, loader: LhotseLoader):
+        self.loader = loader
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            return
+        ga = args.gradient_accumulation_steps
+        n = len(self.loader)
+        updates_per_epoch = max(n // ga + int(n % ga > 0), 1)  # as the HF Trainer counts them
+        self.loader.skip_batches((state.global_step % updates_per_epoch) * ga)
+
+
+class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
+    """A Seq2SeqTrainer fed by lhotse loaders (already sharded per rank, so not re-sharded here)."""
+
+    def __init__(self, *, train_loader: LhotseLoader, eval_loader: LhotseLoader, cut_id_file: Optional[Path], **kwargs):
+        super().__init__(**kwargs)
+        # Whisper's forward takes **kwargs, so HF assumes it normalises the loss by num_items_in_batch
+        # and skips dividing by gradient_accumulation_steps; it doesn't (its loss is a plain mean),
+        # which would scale gradients and logged losses by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self._train_loader, self._eval_loader, self._cut_id_file = train_loader, eval_loader, cut_id_file
+        self.add_callback(SamplerResume(train_loader))
+
+    def get_train_dataloader(self):
+        return self._train_loader
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._eval_loader
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        cut_ids = inputs.pop("cut_ids")
+        if self._cut_id_file is not None:
+            with open(self._cut_id_file, "a") as f:
+                f.writelines(f"{self.state.global_step}\t{cut_id}\n" for cut_id in cut_ids)
+        return super().training_step(model, inputs, *args, **kwargs)
+
+    def prediction_step(self, model, inputs, *args, **kwargs):
+        inputs.pop("cut_ids", None)
+        return super().prediction_step(model, inputs, *args, **kwargs)
+
+
+def resolve_resume(value: Union[bool, str, None], output_dir: str) -> Optional[str]:
+    """``true``/``latest`` -> the newest checkpoint in output_dir; a path is checked to exist."""
+    if value in (None, False, "", "false"):
+        return None
+    if value in (True, "true", "latest"):
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint-* in {output_dir} to resume from")
+        return last
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {value} not found")
+    return str(value)
+
+
+def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable[[Path], None]) -> Seq2SeqTrainer:
+    """Fine-tune ``args.base_model`` on the prepared cuts and save ``<output_dir>/checkpoint-final``.
+
+    Args:
+        args: all options.
+        prepare_model: ``(model, args, total_steps) -> (model, callbacks)``: wraps or freezes the model
+            (LoRA, frozen encoder) and names any trainer callbacks that needs.
+        save_config: writes the resolved config to the given path.
+    """
+    # 1. Arguments, seed, distributed state (DeepSpeed needs TrainingArguments before the model).
+    training_args = training_arguments(args)
+    set_seed(args.seed)
+    state = PartialState(cpu=training_args.use_cpu)
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    output_dir = Path(args.output_dir)
+    if state.is_main_process:
+        save_config(output_dir / "config" / "train.yaml")
+
+    # 2. Processor and data: lhotse loaders sharded by rank.
+    model, processor = load_whisper(args.base_model, args.local_files_only)
+    labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language)
+    world, rank = state.num_processes, state.process_index
+    train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
+    valid = eval_loader(args, labeler, "val", world_size=world, rank=rank)
+    if len(train) == 0:
+        raise ValueError(f"no training batch: every cut of {args.prefix_name}_cuts_train was filtered out")
+    total_steps = args.max_steps if args.max_steps > 0 else _epoch_steps(len(train), args)
+
+    # 3. Model: LoRA / frozen parts from the script's hook.
+    model, callbacks = prepare_model(model, args, total_steps)
+    if args.gradient_checkpointing:
+        model.config.use_cache = False
+        model.enable_input_require_grads()  # checkpointed blocks need grads through frozen inputs (LoRA)
+
+    # 4. Train.
+    trainer = LhotseSeq2SeqTrainer(
+        model=model, args=training_args, processing_class=processor.feature_extractor,
+        train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
+        train_loader=train, eval_loader=valid, cut_id_file=_cut_id_file(args, rank, resume), callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+
+    # 5. Save the final (best by eval loss) model with the processor next to it.
+    final = output_dir / "checkpoint-final"
+    trainer.save_model(str(final))
+    if state.is_main_process:
+        processor.save_pretrained(final)
+        log.info("best checkpoint: %s; final model: %s", trainer.state.best_model_checkpoint, final)
+        log.info("tensorboard --logdir %s", os.environ["TENSORBOARD_LOGGING_DIR"])
+    state.wait_for_everyone()
+    return trainer
+
+
+def _epoch_steps(batches_per_epoch: int, args: TrainArgs) -> int:
+    ga = args.gradient_accumulation_steps
+    return math.ceil(args.num_train_epochs * math.ceil(batches_per_epoch / ga))
+
+
+def _cut_id_file(args: TrainArgs, rank: int, resume: Optional[str]) -> Optional[Path]:
+    if not args.record_cut_ids:
+        return None
+    path = Path(args.output_dir) / "cut_ids" / f"rank{rank}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        path.unlink(missing_ok=True)  # a fresh run starts a fresh record; a resumed one appends
+    return path
+
+
+def main_cli(args_class: type, prepare_model: Callable, description: str, argv: Optional[list] = None) -> None:
+    """Parse ``-c CONFIG`` plus overrides into ``args_class`` and run training."""
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docstrings become --help text
+    parser = ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config, e.g. config/lora.yaml")
+    parser.add_class_arguments(args_class)
+    cfg = parser.parse_args(argv)
+    args = args_class(**{k: v for k, v in cfg.as_dict().items() if k != "config"})
+
+    def save_config(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(parser.dump(cfg, skip_none=False))
+
+    setup_logging()
+    try:
+        run_training(args, prepare_model, save_config)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")

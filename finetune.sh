@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Fine-tune Whisper on the cuts prepare.sh wrote (stage 0), then evaluate it (stage 1).
+#
+# Usage:
+#   bash finetune.sh --model_name whisper-small --is_lora true [--num_gpus 2] [--deepspeed z2]
+#   bash finetune.sh --stage 1 --stop_stage 1 --model_name whisper-small --is_lora false
+#   bash finetune.sh --model_name whisper-small -- --learning_rate 5e-4 --max_steps 2000   # extra training options
+#
+# --model_name is looked up as <pretrained_dir>/<model_name>, or used as a path. Output goes to
+# exp/<model_name>/<lora|full>/. LoRA runs end stage 0 by merging the adapter into the base model.
+set -euo pipefail
+
+stage=0
+stop_stage=1
+model_name=whisper-small
+pretrained_dir=pretrained       # where hf_download.sh puts models
+is_lora=true
+num_gpus=1                      # processes; on a machine without GPUs they run on the CPU (gloo)
+deepspeed=none                  # none | z1 | z2 | z3 (config/ds_config_z*.json)
+manifest_dir=data/fbank_whisper80
+prefix=demo_vi
+exp_dir=                        # default: exp/<model_name>/<lora|full>
+help_message="Usage: bash finetune.sh [--stage 0] [--stop_stage 1] [--model_name NAME|PATH] [--is_lora true|false]
+  [--num_gpus N] [--deepspeed none|z1|z2|z3] [--manifest_dir DIR] [--prefix NAME] [-- TRAINING OPTIONS]"
+
+recipe_dir=$(cd "$(dirname "$0")" && pwd)
+. "$recipe_dir/local/parse_options.sh"
+[ "${1:-}" = "--" ] && shift
+extra_args=("$@")               # passed on to lora.py / full.py
+export PYTHONPATH="$recipe_dir${PYTHONPATH:+:$PYTHONPATH}"
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+if [ -d "$pretrained_dir/$model_name" ]; then base_model=$pretrained_dir/$model_name; else base_model=$model_name; fi
+tag=$(basename "$model_name")
+if [ "$is_lora" = true ]; then mode=lora; else mode=full; fi
+exp_dir=${exp_dir:-exp/$tag/$mode}
+
+launch=(accelerate launch --num_machines 1 --num_processes "$num_gpus" --dynamo_backend no --mixed_precision no)
+[ "$num_gpus" -gt 1 ] && launch+=(--multi_gpu)   # torchrun-style launch: NCCL on GPUs, gloo on CPUs
+ds_opt=()
+if [ "$deepspeed" != none ]; then
+  ds_config=$recipe_dir/config/ds_config_${deepspeed}.json
+  [ -f "$ds_config" ] || { echo "$0: no DeepSpeed config $ds_config (use none, z1, z2 or z3)" >&2; exit 1; }
+  ds_opt=(--deepspeed "$ds_config")
+fi
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "Stage 0: $mode fine-tuning of $base_model -> $exp_dir"
+  "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$recipe_dir/config/$mode.yaml" \
+    --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
+    "${ds_opt[@]}" "${extra_args[@]}"
+  if [ "$mode" = lora ]; then
+    log "Merging the adapter into $base_model"
+    egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir"
+  fi
+  log "tensorboard --logdir $exp_dir/tensorboard"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  model_path=$exp_dir/checkpoint-final
+  [ "$mode" = lora ] && model_path=$exp_dir/checkpoint-final-lora-merge
+  log "Stage 1: evaluating $model_path"
+  egrecho eval -c "$recipe_dir/config/eval.yaml" --model_path "$model_path" --outdir "$exp_dir" \
+    --manifest_dir "$manifest_dir" --prefix_name "$prefix"
+fi
