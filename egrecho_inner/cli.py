@@ -42,14 +42,18 @@ def register_commands() -> None:
     """The commands egrecho ships, registered explicitly (no import side effects)."""
     if COMMANDS:
         return
+    from egrecho_inner.ct2_import import import_ct2
+    from egrecho_inner.evaluate import evaluate
     from egrecho_inner.merge_lora import merge_lora_whisper
     from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.stats import print_stats
     from egrecho_inner.tokenizer import save_whisper_tokenizer
 
+    register("eval", evaluate, "Transcribe and score a test set (WER/CER, RTF).")
     register("describe", print_stats, "Print duration statistics of a lhotse manifest.", positional=True)
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
     register("merge-lora-whisper", merge_lora_whisper, "Merge a LoRA adapter into its base Whisper.", aliases=("mlw",))
+    register("import-ct2", import_ct2, "Convert a CTranslate2 (faster-whisper) Whisper dir to transformers.")
     register("make-tiny-whisper", save_tiny_whisper, "Save a tiny random Whisper for tests and CPU demos.")
 
 
@@ -72,7 +76,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     cfg = parser.parse_args(argv)
     name = cfg.command
     command = COMMANDS.get(name) or next(c for c in COMMANDS.values() if name in c.aliases)
-    kwargs = {k: v for k, v in cfg[name].items() if k != "config"}
+    init = parser.instantiate_classes(cfg)[name]  # nested blocks (e.g. gen_args) become their dataclasses
+    kwargs = {k: v for k, v in init.items(branches=True) if k != "config"}
     try:
         command.func(**kwargs)
     except (FileNotFoundError, ValueError) as e:

@@ -81,7 +81,7 @@ class WhisperDataset(torch.utils.data.Dataset):
     Whisper's log-mel features can't be mixed in the feature domain.
 
     Args:
-        labeler: makes each cut's target ids.
+        labeler: makes each cut's target ids; None for inference (no ``labels`` in the batch).
         on_the_fly_feats: compute features from audio instead of reading stored ones.
         num_mel_bins: 80 or 128 (used with on-the-fly features and mixed cuts).
         cut_transforms: applied to each batch's CutSet first (e.g. lhotse ``CutMix``).
@@ -90,7 +90,7 @@ class WhisperDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        labeler: WhisperLabeler,
+        labeler: Optional[WhisperLabeler],
         on_the_fly_feats: bool = False,
         num_mel_bins: int = 80,
         cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
@@ -112,10 +112,11 @@ class WhisperDataset(torch.utils.data.Dataset):
     def __getitem__(self, cuts: CutSet) -> dict:
         for transform in self.cut_transforms:
             cuts = transform(cuts)
-        features = [self._features(cut) for cut in cuts]
-        labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
-        return {
-            "input_features": torch.stack(features),  # (B, n_mels, 3000)
-            "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
+        batch = {
+            "input_features": torch.stack([self._features(cut) for cut in cuts]),  # (B, n_mels, 3000)
             "cut_ids": [cut.id for cut in cuts],  # not a model input: the trainer takes it off
         }
+        if self.labeler is not None:
+            labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
+            batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
+        return batch

@@ -9,7 +9,7 @@ from typing import Optional
 from peft import PeftConfig, PeftModel
 from transformers import WhisperProcessor
 
-from egrecho_inner.model import load_whisper
+from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,6 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_
     target = Path(output_dir or ckpt.parent) / f"{ckpt.name}-lora-merge"
     with atomic_path(target) as tmp:
         merged.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_processor(processor, tmp)
     print(f"merged {ckpt} into {base}: {target}")
     return str(target)

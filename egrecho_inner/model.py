@@ -47,6 +47,14 @@ def load_whisper(name: str, local_files_only: bool = True) -> tuple[WhisperForCo
     return model, processor
 
 
+def save_processor(processor: WhisperProcessor, output_dir) -> None:
+    """Save the processor and, as their own files, its feature extractor (preprocessor_config.json)
+    and tokenizer, so tools that read only one of them (converters, older transformers) find it."""
+    processor.save_pretrained(output_dir)
+    processor.feature_extractor.save_pretrained(output_dir)
+    processor.tokenizer.save_pretrained(output_dir)
+
+
 def tiny_whisper_config(tokenizer_len: int, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2) -> WhisperConfig:
     """A Whisper small enough to train on a CPU in seconds, with the real vocabulary and ids."""
     return WhisperConfig(
@@ -80,7 +88,7 @@ def save_tiny_whisper(
     model = WhisperForConditionalGeneration(tiny_whisper_config(len(tokenizer), num_mel_bins, d_model, layers))
     model.generation_config = whisper_generation_config(tokenizer)
     model.save_pretrained(output_dir)
-    WhisperProcessor(WhisperFeatureExtractor(feature_size=num_mel_bins), tokenizer).save_pretrained(output_dir)
+    save_processor(WhisperProcessor(WhisperFeatureExtractor(feature_size=num_mel_bins), tokenizer), output_dir)
     print(f"saved a tiny random Whisper ({sum(p.numel() for p in model.parameters()):,} parameters) to {output_dir}")
 
 

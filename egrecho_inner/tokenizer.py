@@ -9,6 +9,8 @@ timestamp tokens ``<|0.00|>`` … ``<|30.00|>`` (51,865 tokens for 99 languages)
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +24,7 @@ from egrecho_inner.utils import Pathlike
 # GPT-2's pre-tokenizer pattern, which Whisper's tiktoken encodings use.
 WHISPER_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 NUM_TIMESTAMPS = 1501  # 0.00 .. 30.00 s in 20 ms steps
+TIMESTAMP = re.compile(r"<\|\d+\.\d\d\|>")
 
 
 def openai_tiktoken_file() -> Path:
@@ -57,12 +60,37 @@ def build_whisper_tokenizer(
     path = str(tiktoken_file or openai_tiktoken_file())
     converter = TikTokenConverter(vocab_file=path, pattern=WHISPER_SPLIT_PATTERN)
     vocab, merges = converter.extract_vocab_merges_from_model(path)
+    return assemble_tokenizer(vocab, merges, *whisper_special_tokens(num_languages))
+
+
+def assemble_tokenizer(vocab: dict, merges: list, specials: list[str], timestamps: list[str]) -> WhisperTokenizer:
+    """A byte-level BPE ``WhisperTokenizer`` with the special and timestamp tokens appended in order."""
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
-    specials, timestamps = whisper_special_tokens(num_languages)
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True)
     # Timestamps are ordinary added tokens: HF's decoder finds them above the last special id.
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
     return tokenizer
+
+
+def repair_ct2_tokenizer(tokenizer_json: Pathlike) -> WhisperTokenizer:
+    """The Whisper tokenizer from a CTranslate2 model dir's ``tokenizer.json``, repaired.
+
+    faster-whisper's ``tokenizer.json`` lacks the first BPE merge (``Ġ t``: " the" would encode as two
+    tokens) and the 1,501 timestamp tokens (50,364 tokens for a 51,865-entry vocabulary). Labels made
+    with it would be wrong, so both are restored here.
+    """
+    data = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
+    if ("Ġ", "t") not in merges:
+        merges.insert(0, ("Ġ", "t"))  # rank 0 in OpenAI's BPE: b" t"
+    added = sorted(data["added_tokens"], key=lambda t: t["id"])
+    specials = [t["content"] for t in added if not TIMESTAMP.fullmatch(t["content"])]
+    if added and added[0]["id"] != len(vocab) - (1 if "<|endoftext|>" in vocab else 0):
+        raise ValueError(f"{tokenizer_json}: added tokens start at id {added[0]['id']}, expected {len(vocab)}")
+    vocab = {k: v for k, v in vocab.items() if k not in specials}
+    _, timestamps = whisper_special_tokens()
+    return assemble_tokenizer(vocab, merges, specials, timestamps)
 
 
 def save_whisper_tokenizer(output_dir: str, num_languages: int = 99, tiktoken_file: Optional[str] = None) -> None:

@@ -19,7 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
-from egrecho_inner.model import load_whisper
+from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.utils import atomic_path, setup_logging
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     final = output_dir / "checkpoint-final"
     trainer.save_model(str(final))
     if state.is_main_process:
-        processor.save_pretrained(final)
+        save_processor(processor, final)
         log.info("best checkpoint: %s; final model: %s", trainer.state.best_model_checkpoint, final)
         log.info("tensorboard --logdir %s", os.environ["TENSORBOARD_LOGGING_DIR"])
     state.wait_for_everyone()

@@ -3,6 +3,7 @@ shard the data, resume continues where it stopped, bad input gives clear message
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -80,9 +81,9 @@ def read_ids(output_dir: Path) -> dict[int, list[tuple[int, str]]]:
 
 @pytest.mark.parametrize("mode,deepspeed", [("lora", "none"), ("full", "z2")])
 def test_two_processes_shard_one_epoch(prepared_demo, tiny_model, tmp_path, mode, deepspeed):
-    """finetune.sh stage 0 with 2 CPU processes: DDP (LoRA, then merge) and DeepSpeed ZeRO-2 (full)."""
+    """finetune.sh with 2 CPU processes, DDP (LoRA, then merge) and DeepSpeed ZeRO-2 (full), then stage 1 (eval)."""
     exp = tmp_path / "exp"
-    run_script(str(RECIPE_DIR / "finetune.sh"), "--stage", "0", "--stop_stage", "0", "--model_name", str(tiny_model),
+    run_script(str(RECIPE_DIR / "finetune.sh"), "--stage", "0", "--stop_stage", "1", "--model_name", str(tiny_model),
                "--is_lora", str(mode == "lora").lower(), "--num_gpus", "2", "--deepspeed", deepspeed,
                "--exp_dir", str(exp), "--", "--max_cuts", "2", "--num_train_epochs", "1", "--num_workers", "1",
                "--eval_steps", "2", "--save_steps", "2", "--record_cut_ids", "true", cwd=prepared_demo)
@@ -99,6 +100,7 @@ def test_two_processes_shard_one_epoch(prepared_demo, tiny_model, tmp_path, mode
         assert merged.config.d_model == 64
     else:
         assert (exp / "checkpoint-final/model.safetensors").is_file()
+    assert set(json.loads((exp / "errs-test.json").read_text())) >= {"error_rate", "RTF"}  # stage 1 evaluated
 
 
 def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeypatch):

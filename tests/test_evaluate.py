@@ -1,0 +1,149 @@
+"""egrecho eval: outputs, scoring checked against NIST sclite, normalisation, long audio, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import jiwer
+import pytest
+from lhotse import CutSet, load_manifest
+
+from egrecho_inner.scoring import ErrorCounts, align, normalize_text, scoring_units
+from tests.conftest import espeak, write_kaldi_dir
+
+pytestmark = pytest.mark.slow
+ERRS_KEYS = {"error_rate", "ins_rate", "del_rate", "sub_rate", "total", "RTF", "num_utts", "num_unscored",
+             "audio_seconds", "metric", "RTF_total"}
+
+
+def egrecho(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["egrecho", *args], capture_output=True, text=True, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
+    return proc
+
+
+def eval_args(tiny_model, outdir, *extra):
+    return ["eval", "--model_path", str(tiny_model), "--outdir", str(outdir), "--num_workers", "0",
+            "--gen_args.max_new_tokens", "8", *extra]
+
+
+def recogs(path) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cut_id, rest = line.split(":\t", 1)
+        kind, _, text = rest.partition(": ")
+        out.setdefault(cut_id, {})[kind] = text
+    return out
+
+
+def test_eval_writes_both_files_and_counts_agree(prepared_demo, tiny_model, tmp_path):
+    proc = egrecho(*eval_args(tiny_model, tmp_path / "exp", "--metric", "wer"), cwd=prepared_demo)
+    result = json.loads((tmp_path / "exp/errs-test.json").read_text())
+    assert set(result) == ERRS_KEYS and json.loads(proc.stdout[proc.stdout.index("{"):]) == result
+    assert result["num_utts"] == 3 and result["metric"] == "wer"
+    rows = recogs(tmp_path / "exp/recogs-test.txt")
+    assert len(rows) == 3 and all({"REF", "HYP", "ALI"} <= set(r) for r in rows.values())
+    # recount with jiwer directly from the written REF/HYP lines
+    out = jiwer.process_words([r["REF"] for r in rows.values()], [r["HYP"] or "" for r in rows.values()])
+    n = out.hits + out.substitutions + out.deletions
+    assert result["total"] == n
+    assert result["sub_rate"] == round(out.substitutions / n, 5) and result["ins_rate"] == round(out.insertions / n, 5)
+    assert result["error_rate"] == round((out.substitutions + out.deletions + out.insertions) / n, 5)
+    assert result["RTF"] > 0 and result["RTF_total"] >= result["RTF"]
+
+
+def test_print_config_round_trip(prepared_demo, tiny_model, tmp_path):
+    printed = egrecho(*eval_args(tiny_model, tmp_path / "a"), "--print_config", cwd=prepared_demo).stdout
+    assert "gen_args:" in printed and "max_new_tokens: 8" in printed
+    (tmp_path / "raw_eval.yaml").write_text(printed)
+    egrecho(*eval_args(tiny_model, tmp_path / "a"), cwd=prepared_demo)
+    egrecho("eval", "-c", str(tmp_path / "raw_eval.yaml"), "--outdir", str(tmp_path / "b"), cwd=prepared_demo)
+    assert (tmp_path / "a/recogs-test.txt").read_text() == (tmp_path / "b/recogs-test.txt").read_text()
+
+
+def sclite_counts(refs: dict[str, list[str]], hyps: dict[str, list[str]], tmp_path) -> ErrorCounts:
+    """Substitutions, deletions, insertions and hits from NIST sclite on the same units."""
+    for name, data in (("ref", refs), ("hyp", hyps)):
+        (tmp_path / f"{name}.trn").write_text("".join(f"{' '.join(u)} (spk-{k})\n" for k, u in data.items()))
+    out = subprocess.run(["sctk", "sclite", "-r", str(tmp_path / "ref.trn"), "trn", "-h", str(tmp_path / "hyp.trn"),
+                          "trn", "-i", "spu_id", "-o", "dtl", "stdout"], capture_output=True, text=True, check=True).stdout
+
+    def count(label):
+        return int(re.search(rf"{label}\s+=.*\(\s*(\d+)\)", out).group(1))
+
+    sub, dels, ins, ref_words = count("Percent Substitution"), count("Percent Deletions"), count("Percent Insertions"), count("Ref. words")
+    return ErrorCounts(sub, dels, ins, ref_words - sub - dels)
+
+
+@pytest.mark.parametrize("language,pairs", [
+    ("en", [("The cat sat on the mat.", "the cat sat on a mat"), ("Hello there, Mr. Smith!", "hello mister smith"),
+            ("I have 2 dogs", "i have two dogs and a cat"), ("It's raining", "")]),
+    ("zh", [("今天天氣很好。", "今天天气很好"), ("我們在學校學習中文！", "我们在学校学中文呀"), ("你好", "你好吗你好")]),
+    ("vi", [("Người bán hàng viết thư ở chợ.", "người bán hàn viết thư ở chợ ngày mai"), ("Xin chào!", "xin chào")]),
+])
+def test_counts_match_sclite(language, pairs, tmp_path):
+    chars = language == "zh"
+    refs, hyps, ours = {}, {}, ErrorCounts()
+    for i, (ref, hyp) in enumerate(pairs):
+        r = scoring_units(normalize_text(ref, language), chars)
+        h = scoring_units(normalize_text(hyp, language), chars)
+        refs[f"u{i}"], hyps[f"u{i}"] = r, h
+        ours.add(align(r, h)[0])
+    assert ours == sclite_counts(refs, hyps, tmp_path)
+    assert ours.substitutions + ours.deletions + ours.insertions > 0
+
+
+def test_normalisation():
+    assert normalize_text("Hello, Mr. Smith!", "en") == "hello mister smith"
+    assert normalize_text("我們在學校，學習中文！", "zh") == "我们在学校学习中文"
+    assert normalize_text("Người bán hàng, viết thư!", "vi") == "người bán hàng viết thư"
+
+
+def test_long_audio_transcribed_and_missing_text_counted(tiny_model, tmp_path):
+    long_text = " ".join(["Chúng tôi đi học ở trường mỗi sáng và nấu ăn ở nhà vào buổi tối."] * 6)
+    utts = {
+        "long": (espeak(tmp_path / "long.wav", long_text, speed=120), long_text, "vi"),
+        "short": (espeak(tmp_path / "short.wav", "xin chào các bạn"), "xin chào các bạn", "vi"),
+    }
+    write_kaldi_dir(tmp_path / "kaldi", utts)
+    proc = egrecho(*eval_args(tiny_model, tmp_path / "exp", "--kaldi_dir", str(tmp_path / "kaldi")))
+    result = json.loads((tmp_path / "exp/errs-test.json").read_text())
+    assert result["num_utts"] == 2 and result["audio_seconds"] > 30
+    rows = recogs(tmp_path / "exp/recogs-test.txt")
+    assert set(rows) == {"long-0", "short-1"} and rows["long-0"]["REF"].startswith("chúng tôi")
+    assert "over 30 s" in proc.stderr  # the long-form progress bar ran
+
+    cuts = CutSet.from_cuts(list(load_manifest_from_kaldi(tmp_path)))
+    cuts[0].supervisions[0].text = ""
+    cuts.to_file(tmp_path / "notext.jsonl.gz")
+    egrecho(*eval_args(tiny_model, tmp_path / "exp2", "--cuts", str(tmp_path / "notext.jsonl.gz"), "--on_the_fly_feats", "true"))
+    result = json.loads((tmp_path / "exp2/errs-test.json").read_text())
+    assert result["num_unscored"] == 1 and "(no reference)" in (tmp_path / "exp2/recogs-test.txt").read_text()
+
+
+def load_manifest_from_kaldi(tmp_path):
+    from egrecho_inner.kaldi import load_kaldi_dir
+
+    recordings, supervisions, _ = load_kaldi_dir(tmp_path / "kaldi")
+    return CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(16000)
+
+
+def test_bad_input(prepared_demo, tiny_model, tmp_path):
+    cases = [
+        (["--model_path", "pretrained/nothing"], "model 'pretrained/nothing' not found locally"),
+        (["--prefix_name", "nope"], "nope_cuts_test.jsonl.gz not found"),
+        (["--gen_args.language", "xx"], "gen_args.language: unknown language 'xx'"),
+        (["--metric", "ber"], "metric must be one of"),
+    ]
+    for extra, message in cases:
+        args = eval_args(tiny_model, tmp_path / "x", *extra)
+        proc = egrecho(*args, cwd=prepared_demo, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (extra, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr
+    empty = tmp_path / "empty.jsonl.gz"
+    empty.write_bytes(b"")
+    proc = egrecho(*eval_args(tiny_model, tmp_path / "x", "--cuts", str(empty)), cwd=prepared_demo, check=False)
+    assert proc.returncode != 0 and "holds no cuts" in proc.stderr and "Traceback" not in proc.stderr
