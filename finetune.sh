@@ -20,8 +20,10 @@ deepspeed=none                  # none | z1 | z2 | z3 (config/ds_config_z*.json)
 manifest_dir=data/fbank_whisper80
 prefix=demo_vi
 exp_dir=                        # default: exp/<model_name>/<lora|full>
+train_config=                   # default: config/<lora|full>.yaml
 help_message="Usage: bash finetune.sh [--stage 0] [--stop_stage 1] [--model_name NAME|PATH] [--is_lora true|false]
-  [--num_gpus N] [--deepspeed none|z1|z2|z3] [--manifest_dir DIR] [--prefix NAME] [-- TRAINING OPTIONS]"
+  [--num_gpus N] [--deepspeed none|z1|z2|z3] [--manifest_dir DIR] [--prefix NAME] [--exp_dir DIR]
+  [--train_config YAML] [-- TRAINING OPTIONS]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -38,8 +40,12 @@ if [ -d "$pretrained_dir/$model_name" ]; then base_model=$pretrained_dir/$model_
 tag=$(basename "$model_name")
 if [ "$is_lora" = true ]; then mode=lora; else mode=full; fi
 exp_dir=${exp_dir:-exp/$tag/$mode}
+train_config=${train_config:-$recipe_dir/config/$mode.yaml}
 
 launch=(accelerate launch --num_machines 1 --num_processes "$num_gpus" --dynamo_backend no --mixed_precision no)
+if ! command -v nvidia-smi >/dev/null 2>&1; then  # CPU only: share the cores (accelerate would give each process 1)
+  launch+=(--num_cpu_threads_per_process "$(( $(nproc) / num_gpus > 0 ? $(nproc) / num_gpus : 1 ))")
+fi
 [ "$num_gpus" -gt 1 ] && launch+=(--multi_gpu)   # torchrun-style launch: NCCL on GPUs, gloo on CPUs
 ds_opt=()
 if [ "$deepspeed" != none ]; then
@@ -50,12 +56,17 @@ fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: $mode fine-tuning of $base_model -> $exp_dir"
-  "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$recipe_dir/config/$mode.yaml" \
-    --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
-    "${ds_opt[@]}" "${extra_args[@]}"
-  if [ "$mode" = lora ]; then
-    log "Merging the adapter into $base_model"
-    egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir"
+  if [ -f "$exp_dir/.train.done" ]; then
+    log "  done before ($exp_dir/.train.done), skipping; remove it to train again"
+  else
+    "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$train_config" \
+      --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
+      "${ds_opt[@]}" "${extra_args[@]}"
+    if [ "$mode" = lora ]; then
+      log "Merging the adapter into $base_model"
+      egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir"
+    fi
+    touch "$exp_dir/.train.done"
   fi
   log "tensorboard --logdir $exp_dir/tensorboard"
 fi

@@ -47,7 +47,7 @@ def read_ct2_variables(model_bin: Pathlike) -> dict[str, torch.Tensor]:
         version = _u32(f)
         if version < 5:
             raise ValueError(f"{model_bin}: CTranslate2 spec version {version} is not supported (need >= 5)")
-        spec, _revision, count = _name(f), _u32(f), _u32(f)
+        spec, _, count = _name(f), _u32(f), _u32(f)  # the middle one is the spec revision
         if spec != "WhisperSpec":
             raise ValueError(f"{model_bin} holds a {spec}, not a WhisperSpec")
         for _ in range(count):

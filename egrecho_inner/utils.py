@@ -6,9 +6,10 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 Pathlike = Union[str, Path]
 
@@ -44,3 +45,15 @@ def atomic_path(target: Pathlike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def run_cli(func: Callable) -> None:
+    """Run ``func`` as a jsonargparse CLI (``--name value`` options, ``-h``, ``--print_config``),
+    with logging set up and bad input (missing files, bad values) reported in one line, not a traceback."""
+    from jsonargparse import CLI
+
+    setup_logging()
+    try:
+        CLI(func, as_positional=False)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")

@@ -13,16 +13,14 @@ Windows shorter than 5 s (file ends) are dropped, as in icefall.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-from jsonargparse import CLI
 from lhotse import CutSet, RecordingSet, combine
 
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.storage import compute_and_store, done_marker
-from egrecho_inner.utils import setup_logging
+from egrecho_inner.utils import run_cli
 
 MUSAN_PARTS = ("music", "noise", "speech")
 WINDOW_SECONDS = 10.0
@@ -60,8 +58,4 @@ def compute_fbank_musan(
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        CLI(compute_fbank_musan, as_positional=False)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"compute_fbank_musan: error: {e}")
+    run_cli(compute_fbank_musan)

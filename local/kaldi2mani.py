@@ -14,14 +14,12 @@ without them. Utterances that can't be used are logged one by one and counted in
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Optional
 
-from jsonargparse import CLI
 
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.utils import atomic_path, setup_logging
+from egrecho_inner.utils import atomic_path, run_cli
 
 
 def kaldi2mani(
@@ -52,8 +50,4 @@ def kaldi2mani(
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        CLI(kaldi2mani, as_positional=False)
-    except ValueError as e:  # KaldiDataError, unknown language: messages name file and line
-        sys.exit(f"kaldi2mani: error: {e}")
+    run_cli(kaldi2mani)

@@ -7,7 +7,7 @@ import logging
 import pytest
 import tiktoken
 import torch
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 from tiktoken.load import load_tiktoken_bpe
 

@@ -8,7 +8,7 @@ import subprocess
 
 import jiwer
 import pytest
-from lhotse import CutSet, load_manifest
+from lhotse import CutSet
 
 from egrecho_inner.scoring import ErrorCounts, align, normalize_text, scoring_units
 from tests.conftest import espeak, write_kaldi_dir
