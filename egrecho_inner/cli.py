@@ -23,19 +23,21 @@ class Command:
     help: str
     aliases: tuple[str, ...] = ()
     positional: bool = False  # required arguments are positional (`egrecho describe FILE`)
+    many: Optional[str] = None  # a list parameter taken as trailing positionals (`egrecho transcribe ... a.wav b.wav`)
 
 
 COMMANDS: dict[str, Command] = {}
 
 
 def register(
-    name: str, func: Callable, help: str, aliases: tuple[str, ...] = (), positional: bool = False
+    name: str, func: Callable, help: str, aliases: tuple[str, ...] = (), positional: bool = False,
+    many: Optional[str] = None,
 ) -> None:
     """Add ``func`` as ``egrecho <name>`` (and its aliases); its typed parameters become options."""
     for key in (name, *aliases):
         if key in COMMANDS or any(key in c.aliases for c in COMMANDS.values()):
             raise ValueError(f"command name {key!r} is taken")
-    COMMANDS[name] = Command(name, func, help, aliases, positional)
+    COMMANDS[name] = Command(name, func, help, aliases, positional, many)
 
 
 def register_commands() -> None:
@@ -48,9 +50,11 @@ def register_commands() -> None:
     from egrecho_inner.merge_lora import merge_lora_whisper
     from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.stats import print_stats
+    from egrecho_inner.transcribe import transcribe
     from egrecho_inner.tokenizer import save_whisper_tokenizer
 
     register("eval", evaluate, "Transcribe and score a test set (WER/CER, RTF).")
+    register("transcribe", transcribe, "Print utt-id<TAB>text for audio files or a wav.scp.", many="audio")
     register("describe", print_stats, "Print duration statistics of a lhotse manifest.", positional=True)
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
     register("merge-lora-whisper", merge_lora_whisper, "Merge a LoRA adapter into its base Whisper.", aliases=("mlw",))
@@ -67,7 +71,10 @@ def build_parser() -> ArgumentParser:
     for command in COMMANDS.values():
         sub = ArgumentParser(description=(command.func.__doc__ or command.help).split("\n\n")[0])
         sub.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config file with the options below")
-        sub.add_function_arguments(command.func, as_positional=command.positional)
+        sub.add_function_arguments(command.func, as_positional=command.positional,
+                                   skip={command.many} if command.many else None)
+        if command.many:
+            sub.add_argument(command.many, nargs="+", help=f"one or more {command.many} inputs")
         subcommands.add_subcommand(command.name, sub, help=command.help, aliases=command.aliases)
     return parser
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,10 +17,11 @@ from lhotse import CutSet, load_manifest
 from lhotse.dataset import SimpleCutSampler
 from tqdm import tqdm
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS, N_FRAMES, SAMPLING_RATE
+from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.features import load_cut_features, make_fbank_extractor, padding_value
+from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
+from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
@@ -31,26 +29,6 @@ from egrecho_inner.text import resolve_language
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenArgs:
-    """Decoding options (Hugging Face ``WhisperForConditionalGeneration.generate``)."""
-
-    language: Optional[str] = None
-    """language of cuts that name none (each cut's own language is used otherwise); None: detect"""
-    task: str = "transcribe"
-    num_beams: int = 1
-    return_timestamps: bool = False
-    temperature_fallback: Optional[list[float]] = None
-    """e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]: re-decode hotter when the thresholds below fail"""
-    no_speech_threshold: Optional[float] = None
-    compression_ratio_threshold: Optional[float] = None
-    logprob_threshold: Optional[float] = None
-    prompt_text: Optional[str] = None
-    """text given to the decoder as previous context"""
-    max_new_tokens: Optional[int] = None
-    """cap on generated tokens (default: the model's 448-token limit)"""
 
 
 def load_eval_cuts(cuts: Optional[str], kaldi_dir: Optional[str], manifest_dir: str, prefix_name: str, part: str,
@@ -67,45 +45,6 @@ def load_eval_cuts(cuts: Optional[str], kaldi_dir: Optional[str], manifest_dir: 
     if cutset is None or len(cutset) == 0:
         raise ValueError(f"cut manifest {path} holds no cuts")
     return cutset, False
-
-
-def _generate_kwargs(gen: GenArgs, processor, device) -> dict:
-    kwargs = {"task": gen.task, "num_beams": gen.num_beams, "return_timestamps": gen.return_timestamps}
-    optional = {"no_speech_threshold": gen.no_speech_threshold, "logprob_threshold": gen.logprob_threshold,
-                "compression_ratio_threshold": gen.compression_ratio_threshold, "max_new_tokens": gen.max_new_tokens}
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    if gen.temperature_fallback:
-        kwargs["temperature"] = tuple(gen.temperature_fallback)
-    if gen.prompt_text:
-        kwargs["prompt_ids"] = processor.get_prompt_ids(gen.prompt_text, return_tensors="pt").to(device)
-    return kwargs
-
-
-def _transcribe(model, processor, features, languages: list, kwargs: dict, attention_mask=None) -> list[str]:
-    """Transcribe a batch, one generate call per language group (None: detect)."""
-    texts = [""] * len(languages)
-    groups = defaultdict(list)
-    for i, language in enumerate(languages):
-        groups[language].append(i)
-    for language, idx in groups.items():
-        extra = {"attention_mask": attention_mask[idx]} if attention_mask is not None else {}
-        with torch.inference_mode():
-            out = model.generate(features[idx], language=language, **kwargs, **extra)
-        sequences = out["sequences"] if isinstance(out, dict) else out
-        for i, text in zip(idx, processor.batch_decode(sequences, skip_special_tokens=True)):
-            texts[i] = text.strip()
-    return texts
-
-
-def _long_form_features(cut, extractor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Un-truncated features of a long cut, padded to whole 30 s windows, and their frame mask."""
-    feats = load_cut_features(cut, extractor)  # (T, n_mels)
-    total = math.ceil(feats.shape[0] / N_FRAMES) * N_FRAMES
-    padded = torch.full((total, feats.shape[1]), padding_value(feats))
-    padded[: feats.shape[0]] = feats
-    mask = torch.zeros(1, total, dtype=torch.long)
-    mask[0, : feats.shape[0]] = 1
-    return padded.T.unsqueeze(0).to(dtype), mask
 
 
 def evaluate(
@@ -170,7 +109,7 @@ def evaluate(
     short_cuts = cutset.filter(lambda c: c.duration <= MAX_INPUT_SECONDS).to_eager()
     num_mel_bins = model.config.num_mel_bins
     extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
-    kwargs = _generate_kwargs(gen_args, processor, device)
+    kwargs = generate_kwargs(gen_args, processor, device)
 
     def language_of(cut) -> Optional[str]:
         return (cut.supervisions[0].language if cut.supervisions else None) or default_language
@@ -184,13 +123,13 @@ def evaluate(
         for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
             languages = [language_of(by_id[i]) for i in batch["cut_ids"]]
             t0 = time.perf_counter()
-            texts = _transcribe(model, processor, batch["input_features"].to(device, torch_dtype), languages, kwargs)
+            texts = transcribe_batch(model, processor, batch["input_features"].to(device, torch_dtype), languages, kwargs)
             gen_seconds += time.perf_counter() - t0
             hyps.update(zip(batch["cut_ids"], texts))
     for cut in tqdm(long_cuts, desc=f"eval {part} (over 30 s)", unit="cut"):
-        feats, mask = _long_form_features(cut, extractor, torch_dtype)
+        feats, mask = long_form_features(cut, extractor, torch_dtype)
         t0 = time.perf_counter()
-        hyps[cut.id] = _transcribe(model, processor, feats.to(device), [language_of(cut)],
+        hyps[cut.id] = transcribe_batch(model, processor, feats.to(device), [language_of(cut)],
                                    {**kwargs, "return_timestamps": True}, mask.to(device))[0]
         gen_seconds += time.perf_counter() - t0
 

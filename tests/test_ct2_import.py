@@ -70,3 +70,15 @@ def test_greedy_tokens_equal_ctranslate2(whisper_base, tmp_path, language, text)
     assert ours == theirs and len(ours) > 3
     if language == "en":
         assert "lazy dog" in processor.decode(ours)
+
+
+def test_long_audio_is_transcribed_in_windows(whisper_base, tmp_path):
+    """Over 30 s: decoded window by window (long-form), so the end of the audio is not cut off."""
+    from egrecho_inner.transcribe import transcribe
+
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 5 + ["I like to read books in the evening."] * 4
+                    + ["Finally, the museum closes at midnight."])
+    wav = espeak(tmp_path / "long.wav", text, voice="en-us", speed=120)
+    assert Recording.from_file(wav).duration > 30
+    [(utt_id, hyp)] = transcribe(str(whisper_base), [str(wav)], language="en")
+    assert utt_id == "long" and "fox" in hyp.lower() and "midnight" in hyp.lower(), hyp

@@ -1,0 +1,65 @@
+"""egrecho export-ct2 and egrecho transcribe on a tiny random Whisper: the CTranslate2 export decodes
+the same tokens as the source model, and transcribe handles files, wav.scp and long audio."""
+
+from __future__ import annotations
+
+import ctranslate2
+import numpy as np
+import pytest
+import torch
+from lhotse import Recording
+from transformers import WhisperForConditionalGeneration
+
+from egrecho_inner.export_ct2 import export_ct2
+from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.transcribe import transcribe
+from tests.conftest import espeak
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ct2") / "tiny-ct2"
+    export_ct2(str(tiny_model), str(out), quantization="float32")
+    return out
+
+
+def test_export_decodes_like_the_source(tiny_model, exported, tmp_path):
+    assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in exported.iterdir()}
+    audio = Recording.from_file(espeak(tmp_path / "a.wav", "xin chào các bạn")).resample(16000).load_audio()[0]
+    feats = pad_to_whisper_input(torch.as_tensor(make_fbank_extractor(80).extract(audio, 16000)))[None]
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_model).eval()
+    prompt = [50258, 50278, 50359, 50363]  # <|startoftranscript|><|vi|><|transcribe|><|notimestamps|>
+    with torch.inference_mode():
+        ours = model.generate(feats, language="vi", task="transcribe", max_new_tokens=20)[0].tolist()
+    ct2 = ctranslate2.models.Whisper(str(exported), device="cpu", compute_type="float32")
+    storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy()))
+    theirs = ct2.generate(storage, [prompt], beam_size=1, max_length=20 + len(prompt), suppress_blank=False,
+                          suppress_tokens=[])[0].sequences_ids[0]
+    ours = [t for t in ours if t not in prompt and t != 50257]
+    assert ours[: len(theirs)] == theirs and len(theirs) >= 5
+
+
+def test_export_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        export_ct2(str(tmp_path / "none"), str(tmp_path / "out"))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter/adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="merge it first"):
+        export_ct2(str(tmp_path / "adapter"), str(tmp_path / "out"))
+
+
+def test_transcribe_files_and_scp(tiny_model, exported, tmp_path, capsys):
+    short = espeak(tmp_path / "short.wav", "xin chào")
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"utt-a {short}\nutt-b sox {short} -t wav - |\n")
+    lines = transcribe(str(tiny_model), [str(short), str(scp)], language="vi")
+    assert [u for u, _ in lines] == ["short", "utt-a", "utt-b"]
+    assert lines[1][1] == lines[2][1] == lines[0][1]  # same audio, same text, whatever the route
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"short\t{lines[0][1]}"
+    ct2_lines = transcribe(str(exported), [str(scp)], engine="ct2", language="vi")
+    assert [u for u, _ in ct2_lines] == ["utt-a", "utt-b"] and ct2_lines[0][1] == ct2_lines[1][1]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        transcribe(str(tiny_model), [str(short)], engine="onnx")
