@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -49,3 +50,13 @@ def test_register_rejects_taken_names():
     cli.register_commands()
     with pytest.raises(ValueError, match="taken"):
         cli.register("describe", print, "again")
+
+
+def test_hf_download_offline_fails_clearly(tmp_path):
+    from tests.conftest import RECIPE_DIR
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(["bash", str(RECIPE_DIR / "hf_download.sh"), "openai/whisper-tiny", str(tmp_path / "m")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    assert "hf_download.sh: could not download openai/whisper-tiny" in proc.stderr and "Traceback" not in proc.stderr

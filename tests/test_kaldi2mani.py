@@ -78,7 +78,7 @@ def test_missing_dir_and_cli_messages(tmp_path, good_wavs):
     proc = run_script(str(RECIPE_DIR / "local/kaldi2mani.py"), "--kaldi_dir", str(tmp_path / "nowhere"),
                       "--prefix", "x", "--parts", "train", check=False)
     assert proc.returncode != 0
-    assert "kaldi2mani: error: Kaldi data dir not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert "kaldi2mani.py: error: Kaldi data dir not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_long_utterance_kept_in_manifests_dropped_at_batching(tmp_path, whisper_tokenizer, caplog):

@@ -147,3 +147,14 @@ def test_gradient_checkpointing_with_lora(prepared_demo, tiny_model, tmp_path, m
     assert trainer.model.get_base_model().model.encoder.gradient_checkpointing
     lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero: it moved
+
+
+def test_adalora_reallocates_ranks(prepared_demo, tiny_model, tmp_path, monkeypatch):
+    """AdaLoRA's rank allocator runs every optimizer step (the callback), so ranks get pruned."""
+    monkeypatch.chdir(prepared_demo)
+    trainer = train(lora, prepared_demo, tiny_model, tmp_path / "ada", max_steps=12, use_adalora=True)
+    pattern = trainer.model.peft_config["default"].rank_pattern
+    assert pattern, "update_and_allocate never ran"
+    kept = [sum(mask) for mask in pattern.values()]
+    assert min(kept) < 12  # init_r 12: some ranks were pruned towards target_r 4
+    assert (tmp_path / "ada/checkpoint-final/adapter_config.json").is_file()
