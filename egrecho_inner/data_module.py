@@ -52,6 +52,8 @@ class DataArgs:
     """SpecAugment on training features"""
     num_workers: int = 2
     """dataloader worker processes"""
+    remove_whisper_encoder_input_length_restriction: bool = False
+    """un-padded batches: pad to the longest cut, not 30 s, and mask the padding (egrecho_inner/unpadded.py)"""
     language: Optional[str] = None
     """language of cuts whose supervision names none"""
     task: str = "transcribe"
@@ -152,7 +154,8 @@ def train_loader(
                                      preserve_id=True, seed=seed + rank))
     spec_augment = SpecAugment(time_warp_factor=80, num_frame_masks=2) if args.enable_spec_aug else None
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
-                             cut_transforms=cut_transforms, spec_augment=spec_augment)
+                             cut_transforms=cut_transforms, spec_augment=spec_augment,
+                             unpadded=args.remove_whisper_encoder_input_length_restriction)
     sampler = make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed)
     return LhotseLoader(sampler, dataset, args.num_workers)
 
@@ -162,7 +165,8 @@ def eval_loader(
 ) -> LhotseLoader:
     """Unshuffled batches of one part, for the validation loss."""
     cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler))
-    dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins)
+    dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
+                             unpadded=args.remove_whisper_encoder_input_length_restriction)
     sampler = make_sampler(cuts, args, shuffle=False, world_size=world_size, rank=rank, seed=0)
     return LhotseLoader(sampler, dataset, args.num_workers)
 

@@ -86,6 +86,8 @@ class WhisperDataset(torch.utils.data.Dataset):
         num_mel_bins: 80 or 128 (used with on-the-fly features and mixed cuts).
         cut_transforms: applied to each batch's CutSet first (e.g. lhotse ``CutMix``).
         spec_augment: applied to each cut's un-padded ``(T, n_mels)`` features.
+        unpadded: pad only to the batch's longest cut (an even frame count) and return the frame
+            ``attention_mask``, for a model adapted by ``egrecho_inner.unpadded``; default: Whisper's 3000.
     """
 
     def __init__(
@@ -95,27 +97,37 @@ class WhisperDataset(torch.utils.data.Dataset):
         num_mel_bins: int = 80,
         cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
         spec_augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        unpadded: bool = False,
     ):
         self.labeler = labeler
         self.on_the_fly_feats = on_the_fly_feats
         self.extractor = make_fbank_extractor(num_mel_bins)
         self.cut_transforms = list(cut_transforms)
         self.spec_augment = spec_augment
+        self.unpadded = unpadded
 
     def _features(self, cut: Cut) -> torch.Tensor:
         from_audio = self.on_the_fly_feats or isinstance(cut, MixedCut)
         feats = load_cut_features(cut, self.extractor if from_audio else None)  # (T, n_mels)
         if self.spec_augment is not None:
             feats = self.spec_augment(feats.unsqueeze(0))[0]
-        return pad_to_whisper_input(feats)
+        return feats
 
     def __getitem__(self, cuts: CutSet) -> dict:
         for transform in self.cut_transforms:
             cuts = transform(cuts)
-        batch = {
-            "input_features": torch.stack([self._features(cut) for cut in cuts]),  # (B, n_mels, 3000)
-            "cut_ids": [cut.id for cut in cuts],  # not a model input: the trainer takes it off
-        }
+        feats = [self._features(cut) for cut in cuts]
+        batch = {"cut_ids": [cut.id for cut in cuts]}  # not a model input: the trainer takes it off
+        if self.unpadded:
+            length = max(f.shape[0] for f in feats)
+            length += length % 2  # the encoder's stride-2 convolution wants an even count
+            batch["input_features"] = torch.stack([pad_to_whisper_input(f, length) for f in feats])  # (B, n_mels, T)
+            mask = torch.zeros(len(feats), length, dtype=torch.long)
+            for i, f in enumerate(feats):
+                mask[i, : f.shape[0]] = 1
+            batch["attention_mask"] = mask
+        else:
+            batch["input_features"] = torch.stack([pad_to_whisper_input(f) for f in feats])  # (B, n_mels, 3000)
         if self.labeler is not None:
             labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
             batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)

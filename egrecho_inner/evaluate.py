@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from lhotse import CutSet, load_manifest
@@ -26,6 +27,7 @@ from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
+from egrecho_inner.unpadded import enable_unpadded_inputs
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ def evaluate(
     metric: str = "auto",
     normalize: bool = True,
     num_workers: int = 2,
+    remove_whisper_encoder_input_length_restriction: bool = False,
     gen_args: GenArgs = GenArgs(),
 ) -> dict:
     """Transcribe a test set with a Whisper model and score it.
@@ -85,10 +88,13 @@ def evaluate(
         metric: auto (CER for zh/ja/th/lo/my/yue, WER otherwise), wer or cer.
         normalize: Whisper-style text normalisation of references and hypotheses before scoring.
         num_workers: dataloader worker processes.
+        remove_whisper_encoder_input_length_restriction: batches padded to their longest cut, padding masked.
         gen_args: decoding options.
     """
     start_total = time.perf_counter()
     by_characters(metric, None)  # rejects an unknown metric before any work
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
     default_language = resolve_language(gen_args.language, "gen_args.language") if gen_args.language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch_dtype = getattr(torch, dtype)
@@ -97,65 +103,31 @@ def evaluate(
         torch_dtype = torch.float32
     model, processor = load_whisper(model_path, local_files_only)
     model.to(device=device, dtype=torch_dtype).eval()
+    unpadded = remove_whisper_encoder_input_length_restriction
+    if unpadded:
+        enable_unpadded_inputs(model)
 
-    # 1. Data: sorted by duration so batches waste little; long cuts go one by one.
+    # 1. Data: sorted by duration so batches waste little.
     cutset, from_audio = load_eval_cuts(cuts, kaldi_dir, manifest_dir, prefix_name, part, default_language)
-    from_audio = from_audio or on_the_fly_feats
     cutset = cutset.sort_by_duration(ascending=False)
-    no_text = [c.id for c in cutset if not c.supervisions or not any(s.text for s in c.supervisions)]
+    no_text = {c.id for c in cutset if not any(s.text for s in c.supervisions)}
     if no_text:
-        log.warning("%d cuts have no reference text; transcribed but not scored: %s", len(no_text), no_text[:10])
-    long_cuts = cutset.filter(lambda c: c.duration > MAX_INPUT_SECONDS).to_eager()
-    short_cuts = cutset.filter(lambda c: c.duration <= MAX_INPUT_SECONDS).to_eager()
-    num_mel_bins = model.config.num_mel_bins
-    extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
-    kwargs = generate_kwargs(gen_args, processor, device)
+        log.warning("%d cuts have no reference text; transcribed but not scored: %s", len(no_text), sorted(no_text)[:10])
 
     def language_of(cut) -> Optional[str]:
         return (cut.supervisions[0].language if cut.supervisions else None) or default_language
 
-    # 2. Transcribe.
-    hyps, gen_seconds = {}, 0.0
-    if len(short_cuts):
-        loader = LhotseLoader(SimpleCutSampler(short_cuts, max_cuts=max_cuts, max_duration=max_duration),
-                              WhisperDataset(None, on_the_fly_feats=from_audio, num_mel_bins=num_mel_bins), num_workers)
-        by_id = {c.id: c for c in short_cuts}
-        for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
-            languages = [language_of(by_id[i]) for i in batch["cut_ids"]]
-            t0 = time.perf_counter()
-            texts = transcribe_batch(model, processor, batch["input_features"].to(device, torch_dtype), languages, kwargs)
-            gen_seconds += time.perf_counter() - t0
-            hyps.update(zip(batch["cut_ids"], texts))
-    for cut in tqdm(long_cuts, desc=f"eval {part} (over 30 s)", unit="cut"):
-        feats, mask = long_form_features(cut, extractor, torch_dtype)
-        t0 = time.perf_counter()
-        hyps[cut.id] = transcribe_batch(model, processor, feats.to(device), [language_of(cut)],
-                                   {**kwargs, "return_timestamps": True}, mask.to(device))[0]
-        gen_seconds += time.perf_counter() - t0
-
-    # 3. Score and write.
-    audio_seconds = sum(c.duration for c in cutset)
-    totals, lines, metrics_used = ErrorCounts(), [], set()
-    for cut in sorted(cutset, key=lambda c: c.id):
-        if cut.id in no_text:
-            lines.append(f"{cut.id}:\tHYP: {hyps[cut.id]}\t(no reference)")
-            continue
-        language = language_of(cut)
-        ref = " ".join(s.text for s in cut.supervisions if s.text)
-        hyp = hyps[cut.id]
-        if normalize:
-            ref, hyp = normalize_text(ref, language), normalize_text(hyp, language)
-        chars = by_characters(metric, language)
-        metrics_used.add("cer" if chars else "wer")
-        counts, alignment = align(scoring_units(ref, chars), scoring_units(hyp, chars))
-        totals.add(counts)
-        lines += [f"{cut.id}:\tREF: {ref}", f"{cut.id}:\tHYP: {hyp}", f"{cut.id}:\tALI: {alignment.text()}"]
+    # 2. Transcribe; 3. score.
+    decoder = Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of)
+    hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part,
+                                   unpadded)
+    totals, lines, metric_name = score_cuts(cutset, hyps, no_text, language_of, metric, normalize)
+    audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
     result = totals.rates()
-    result["RTF"] = round(gen_seconds / max(audio_seconds, 1e-9), 5)
+    result["RTF"] = round(decoder.seconds / audio_seconds, 5)
     result.update(
-        num_utts=len(cutset), num_unscored=len(no_text), audio_seconds=round(audio_seconds, 3),
-        metric=metrics_used.pop() if len(metrics_used) == 1 else "mixed",  # cer for zh/ja/..., wer otherwise
-        RTF_total=round((time.perf_counter() - start_total) / max(audio_seconds, 1e-9), 5),
+        num_utts=len(cutset), num_unscored=len(no_text), audio_seconds=round(audio_seconds, 3), metric=metric_name,
+        RTF_total=round((time.perf_counter() - start_total) / audio_seconds, 5),
     )
     out = Path(outdir)
     with atomic_path(out / f"recogs-{part}.txt") as tmp:
@@ -164,3 +136,67 @@ def evaluate(
         tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return result
+
+
+@dataclass
+class Decoder:
+    """Batched transcription of cuts; ``seconds`` adds up the time spent in ``generate``."""
+
+    model: object
+    processor: object
+    device: str
+    dtype: torch.dtype
+    kwargs: dict
+    language_of: Callable
+    seconds: float = 0.0
+
+    def _timed(self, features, languages, kwargs, mask=None) -> list[str]:
+        start = time.perf_counter()
+        texts = transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages, kwargs,
+                                 None if mask is None else mask.to(self.device))
+        self.seconds += time.perf_counter() - start
+        return texts
+
+    def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
+                        num_workers: int, part: str, unpadded: bool = False) -> dict[str, str]:
+        """Hypotheses by cut id: cuts up to 30 s in batches, longer ones one by one in long form."""
+        num_mel_bins = self.model.config.num_mel_bins
+        short = cutset.filter(lambda c: c.duration <= MAX_INPUT_SECONDS).to_eager()
+        long = cutset.filter(lambda c: c.duration > MAX_INPUT_SECONDS).to_eager()
+        hyps = {}
+        if len(short):
+            by_id = {c.id: c for c in short}
+            loader = LhotseLoader(SimpleCutSampler(short, max_cuts=max_cuts, max_duration=max_duration),
+                                  WhisperDataset(None, on_the_fly_feats=from_audio, num_mel_bins=num_mel_bins,
+                                                 unpadded=unpadded), num_workers)
+            for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
+                languages = [self.language_of(by_id[i]) for i in batch["cut_ids"]]
+                texts = self._timed(batch["input_features"], languages, self.kwargs, batch.get("attention_mask"))
+                hyps.update(zip(batch["cut_ids"], texts))
+        extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
+        for cut in tqdm(long, desc=f"eval {part} (over 30 s)", unit="cut"):
+            feats, mask = long_form_features(cut, extractor, self.dtype)
+            hyps[cut.id] = self._timed(feats, [self.language_of(cut)], {**self.kwargs, "return_timestamps": True}, mask)[0]
+        return hyps
+
+
+def score_cuts(cutset: CutSet, hyps: dict[str, str], no_text: set[str], language_of: Callable, metric: str,
+               normalize: bool) -> tuple[ErrorCounts, list[str], str]:
+    """Summed error counts, the recogs lines (REF, HYP, ALI per cut, by id) and the metric's name."""
+    totals, lines, metrics_used = ErrorCounts(), [], set()
+    for cut in sorted(cutset, key=lambda c: c.id):
+        if cut.id in no_text:
+            lines.append(f"{cut.id}:\tHYP: {hyps[cut.id]}\t(no reference)")
+            continue
+        language = language_of(cut)
+        ref, hyp = " ".join(s.text for s in cut.supervisions if s.text), hyps[cut.id]
+        if normalize:
+            ref, hyp = normalize_text(ref, language), normalize_text(hyp, language)
+        chars = by_characters(metric, language)
+        metrics_used.add("cer" if chars else "wer")
+        counts, alignment = align(scoring_units(ref, chars), scoring_units(hyp, chars))
+        totals.add(counts)
+        lines += [f"{cut.id}:\tREF: {ref}", f"{cut.id}:\tHYP: {hyp}", f"{cut.id}:\tALI: {alignment.text()}"]
+    name = metrics_used.pop() if len(metrics_used) == 1 else "mixed"  # mixed: cer for zh/ja/..., wer otherwise
+    return totals, lines, name
+

@@ -20,6 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
 from egrecho_inner.model import load_whisper, save_processor
+from egrecho_inner.unpadded import enable_unpadded_inputs
 from egrecho_inner.utils import atomic_path, setup_logging
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
 
     # 3. Model: LoRA / frozen parts from the script's hook.
     model, callbacks = prepare_model(model, args, total_steps)
+    if args.remove_whisper_encoder_input_length_restriction:
+        enable_unpadded_inputs(model)
     if args.gradient_checkpointing:
         model.config.use_cache = False
         model.enable_input_require_grads()  # checkpointed blocks need grads through frozen inputs (LoRA)
