@@ -8,16 +8,21 @@ Usage:
 
 Models are randomly initialised from OpenAI's sizes (no download; the same FLOPs as the released
 weights). Each step is a full 30 s input batch ``(B, n_mels, 3000)`` with ``--label_tokens`` labels,
-forward + backward + AdamW step, as the recipe trains. Standalone: needs torch and transformers only.
+forward + backward + AdamW step, as the recipe trains; ``--unpadded_seconds 5`` feeds 5 s inputs to the
+un-padded model instead. FLOPs and MFU are those of the 30 s input.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for --unpadded_seconds
 
 SIZES = {  # d_model, layers (encoder = decoder), heads, as released by OpenAI
     "tiny": (384, 4, 6), "base": (512, 6, 8), "small": (768, 12, 12), "medium": (1024, 24, 16),
@@ -54,6 +59,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lora", choices=["true", "false"], default="false")
     parser.add_argument("--gradient_checkpointing", choices=["true", "false"], default="false")
+    parser.add_argument("--unpadded_seconds", type=float, default=0.0,
+                        help="> 0: un-padded inputs of this length (egrecho_inner/unpadded.py) instead of 30 s")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -71,16 +78,23 @@ def main() -> None:
             "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
         if args.gradient_checkpointing == "true":
             model.enable_input_require_grads()
+    frames = 2 * model.config.max_source_positions
+    if args.unpadded_seconds > 0:
+        from egrecho_inner.unpadded import enable_unpadded_inputs
+
+        enable_unpadded_inputs(model)
+        frames = int(args.unpadded_seconds * 100) // 2 * 2
     model.to(args.device).train()
     config = model.config
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    features = torch.randn(args.batch_size, config.num_mel_bins, 2 * config.max_source_positions, device=args.device)
+    features = torch.randn(args.batch_size, config.num_mel_bins, frames, device=args.device)
+    mask = {"attention_mask": torch.ones(args.batch_size, frames, dtype=torch.long, device=args.device)} if args.unpadded_seconds > 0 else {}
     labels = torch.randint(0, 50257, (args.batch_size, args.label_tokens), device=args.device)
     autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     def step() -> None:
         with autocast:
-            loss = model(input_features=features, labels=labels).loss
+            loss = model(input_features=features, labels=labels, **mask).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -99,8 +113,9 @@ def main() -> None:
 
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
     flops = train_flops_per_sample(config, args.label_tokens)
+    inputs = f"{args.unpadded_seconds:g} s un-padded" if args.unpadded_seconds > 0 else "30 s padded"
     line = (f"{name} | whisper-{args.model_size if not args.model_path else args.model_path} {args.dtype} "
-            f"lora={args.lora} batch {args.batch_size}: {samples_per_s:.2f} samples/s, "
+            f"lora={args.lora} batch {args.batch_size} {inputs}: {samples_per_s:.2f} samples/s, "
             f"{flops / 1e12:.2f} TFLOP/sample, {samples_per_s * flops / 1e12:.1f} TFLOP/s achieved")
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     if peak and args.dtype == "bf16":
