@@ -7,7 +7,7 @@ import logging
 import pytest
 import tiktoken
 import torch
-from lhotse import CutSet, SupervisionSegment
+from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 from tiktoken.load import load_tiktoken_bpe
 
@@ -72,3 +72,28 @@ def test_training_filter_drops_and_counts(whisper_tokenizer, caplog):
     assert kept == ["keep", "fits"]
     assert cut_filter.dropped == {"over 30 s": 1, "over 448 tokens": 2}
     assert "dropping cut long-audio" in caplog.text and "dropping cut long-text" in caplog.text
+
+
+def test_musan_mixing_and_spec_augment_change_features(whisper_tokenizer, demo_corpus, tmp_path):
+    """Mixed cuts get features from their mixed audio; SpecAugment masks; cut ids stay the same."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import RecordingSet
+    from lhotse.dataset import CutMix, SpecAugment
+
+    from egrecho_inner.kaldi import load_kaldi_dir
+
+    noise = tmp_path / "noise.wav"
+    sf.write(noise, 0.1 * np.random.default_rng(0).standard_normal(16000 * 10), 16000)
+    musan = CutSet.from_manifests(recordings=RecordingSet.from_recordings([Recording.from_file(noise)]))
+    recordings, supervisions, _ = load_kaldi_dir(demo_corpus / "val")
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(16000).subset(first=2)
+    labeler = WhisperLabeler(whisper_tokenizer)
+    clean = WhisperDataset(labeler, on_the_fly_feats=True)[cuts]
+    noisy = WhisperDataset(labeler, on_the_fly_feats=True, cut_transforms=[
+        CutMix(musan, p=1.0, snr=(0, 0), pad_to_longest=False, preserve_id=True)])[cuts]
+    assert noisy["cut_ids"] == clean["cut_ids"] and torch.equal(noisy["labels"], clean["labels"])
+    frames = cuts[0].num_samples // 160
+    assert (noisy["input_features"][0, :, :frames] - clean["input_features"][0, :, :frames]).abs().mean() > 0.05
+    masked = WhisperDataset(labeler, on_the_fly_feats=True, spec_augment=SpecAugment(p=1.0, num_frame_masks=2))[cuts]
+    assert not torch.equal(masked["input_features"], clean["input_features"])
