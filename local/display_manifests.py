@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
-from egrecho_inner.stats import describe  # noqa: E402
+from egrecho_inner.stats import print_stats  # noqa: E402
 
 
 def main(paths: list[str]) -> int:
@@ -19,11 +19,11 @@ def main(paths: list[str]) -> int:
         print(__doc__)
         return 0 if paths else 2
     for path in paths:
-        if not Path(path).is_file():
-            print(f"display_manifests: error: {path} not found", file=sys.stderr)
+        try:
+            print_stats(path)
+        except FileNotFoundError as e:
+            print(f"display_manifests: error: {e}", file=sys.stderr)
             return 1
-        print(path)
-        print(describe(path))
     return 0
 
 
