@@ -47,6 +47,7 @@ def register_commands() -> None:
     from egrecho_inner.ct2_import import import_ct2
     from egrecho_inner.evaluate import evaluate
     from egrecho_inner.export_ct2 import export_ct2
+    from egrecho_inner.export_onnx import export_onnx
     from egrecho_inner.merge_lora import merge_lora_whisper
     from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.stats import print_stats
@@ -59,6 +60,7 @@ def register_commands() -> None:
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
     register("merge-lora-whisper", merge_lora_whisper, "Merge a LoRA adapter into its base Whisper.", aliases=("mlw",))
     register("export-ct2", export_ct2, "Write a Whisper model in CTranslate2 format (faster-whisper).")
+    register("export-onnx", export_onnx, "Write a Whisper as ONNX encoder + decoder with key/value cache.")
     register("import-ct2", import_ct2, "Convert a CTranslate2 (faster-whisper) Whisper dir to transformers.")
     register("make-tiny-whisper", save_tiny_whisper, "Save a tiny random Whisper for tests and CPU demos.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Iterator, Optional
@@ -9,14 +10,14 @@ from typing import Iterator, Optional
 import torch
 from lhotse import Recording
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
+from egrecho_inner.constants import MAX_INPUT_SECONDS, N_FRAMES, SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.text import resolve_language
 
 log = logging.getLogger(__name__)
-ENGINES = ("hf", "ct2")
+ENGINES = ("hf", "ct2", "onnx")
 
 
 def iter_audio(inputs: list[str]) -> Iterator[tuple[str, Recording]]:
@@ -45,9 +46,10 @@ def transcribe(
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
 
     Args:
-        model_path: a transformers Whisper dir (engine hf) or a CTranslate2 dir (engine ct2, see export-ct2).
+        model_path: a transformers Whisper dir (engine hf), a CTranslate2 dir (engine ct2, see export-ct2)
+            or an ONNX dir (engine onnx, see export-onnx).
         audio: audio files and/or Kaldi wav.scp files.
-        engine: hf (transformers) or ct2 (faster-whisper).
+        engine: hf (transformers), ct2 (faster-whisper) or onnx (onnxruntime; greedy only).
         language: language code; None: detected per utterance.
         task: transcribe or translate.
         num_beams: beam size (1: greedy).
@@ -58,7 +60,7 @@ def transcribe(
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     language = resolve_language(language, "--language") if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    decode = _ct2_decoder if engine == "ct2" else _hf_decoder
+    decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder}[engine]
     results = []
     for utt_id, text in decode(model_path, iter_audio(audio), language, task, num_beams, device, compute_type):
         print(f"{utt_id}\t{text}", flush=True)
@@ -96,3 +98,25 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
                                        without_timestamps=True, vad_filter=False, condition_on_previous_text=False,
                                        temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
         yield utt_id, " ".join(s.text.strip() for s in segments).strip()
+
+
+def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type):
+    from transformers import AutoTokenizer
+
+    from egrecho_inner.onnx_decode import OnnxWhisper
+
+    if num_beams != 1:
+        raise ValueError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
+    model = OnnxWhisper(model_path, device=device)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]
+    extractor = make_fbank_extractor(num_mel_bins)
+    for utt_id, recording in recordings:
+        feats = load_cut_features(recording.to_cut(), extractor)  # (T, n_mels)
+        # audio over 30 s: consecutive 30 s windows, each decoded on its own (no timestamps)
+        windows = torch.stack([pad_to_whisper_input(w) for w in feats.split(N_FRAMES)]).numpy()
+        hidden = model.encode(windows)
+        languages = [language] * len(windows) if language else model.detect_language(hidden)
+        texts = [tokenizer.decode(model.greedy(hidden[i : i + 1], model.prompt(lang, task))[0], skip_special_tokens=True)
+                 for i, lang in enumerate(languages)]
+        yield utt_id, " ".join(t.strip() for t in texts if t.strip())

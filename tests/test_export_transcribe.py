@@ -62,4 +62,4 @@ def test_transcribe_files_and_scp(tiny_model, exported, tmp_path, capsys):
     ct2_lines = transcribe(str(exported), [str(scp)], engine="ct2", language="vi")
     assert [u for u, _ in ct2_lines] == ["utt-a", "utt-b"] and ct2_lines[0][1] == ct2_lines[1][1]
     with pytest.raises(ValueError, match="engine must be one of"):
-        transcribe(str(tiny_model), [str(short)], engine="onnx")
+        transcribe(str(tiny_model), [str(short)], engine="tflite")

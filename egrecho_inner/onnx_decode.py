@@ -1,0 +1,109 @@
+"""Greedy Whisper decoding with onnxruntime over an ``egrecho export-onnx`` dir.
+
+Decoding follows Hugging Face ``generate`` for greedy search without timestamps: the prompt is
+``<|startoftranscript|><|lang|><|task|><|notimestamps|>``, the generation config's ``suppress_tokens``
+are masked at every step and ``begin_suppress_tokens`` at the first, and decoding stops at
+``<|endoftext|>`` or the 448-token limit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from egrecho_inner.export_onnx import (
+    CACHE_KINDS,
+    DECODER_FILE,
+    DECODER_WITH_PAST_FILE,
+    ENCODER_FILE,
+    cache_names,
+)
+
+
+class OnnxWhisper:
+    """An exported Whisper run by onnxruntime: ``encode``, ``detect_language`` and ``greedy``."""
+
+    def __init__(self, model_dir: str, device: str = "cpu", threads: int = 0):
+        import onnxruntime as ort
+
+        root = Path(model_dir)
+        missing = [n for n in (ENCODER_FILE, DECODER_FILE, DECODER_WITH_PAST_FILE, "generation_config.json")
+                   if not (root / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{root} is not an ONNX Whisper dir (missing {', '.join(missing)}); "
+                                    "see egrecho export-onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        self.encoder, self.decoder, self.decoder_with_past = (
+            ort.InferenceSession(str(root / name), options, providers=providers)
+            for name in (ENCODER_FILE, DECODER_FILE, DECODER_WITH_PAST_FILE))
+        self.generation = json.loads((root / "generation_config.json").read_text())
+        self.num_layers = sum(1 for o in self.decoder_with_past.get_outputs() if o.name.endswith(".decoder.key"))
+
+    @property
+    def max_length(self) -> int:
+        return int(self.generation.get("max_length", 448))
+
+    def prompt(self, language: Optional[str], task: str = "transcribe") -> list[int]:
+        """Start-of-transcript, language (if given), task and no-timestamps token ids."""
+        gen = self.generation
+        ids = [gen["decoder_start_token_id"]]
+        if language is not None:
+            key = f"<|{language}|>"
+            if key not in gen["lang_to_id"]:
+                raise ValueError(f"language {language!r} is not in this model's generation config")
+            ids.append(gen["lang_to_id"][key])
+        return ids + [gen["task_to_id"][task], gen["no_timestamps_token_id"]]
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """Encoder output ``(B, 1500, d)`` of log-mel features ``(B, n_mels, 3000)``."""
+        return self.encoder.run(None, {"input_features": features.astype(np.float32)})[0]
+
+    def detect_language(self, hidden: np.ndarray) -> list[str]:
+        """Most likely language code per row, from the logits after ``<|startoftranscript|>``."""
+        start = np.full((hidden.shape[0], 1), self.generation["decoder_start_token_id"], dtype=np.int64)
+        logits = self.decoder.run(["logits"], {"input_ids": start, "encoder_hidden_states": hidden})[0][:, -1]
+        codes = list(self.generation["lang_to_id"])
+        ids = np.array([self.generation["lang_to_id"][c] for c in codes])
+        return [codes[i][2:-2] for i in logits[:, ids].argmax(-1)]
+
+    def greedy(self, hidden: np.ndarray, prompt: list[int], max_new_tokens: Optional[int] = None) -> list[list[int]]:
+        """Generated token ids (prompt and end-of-text excluded) for each row of encoder output."""
+        batch = hidden.shape[0]
+        eos = self.generation["eos_token_id"]
+        suppress = list(self.generation.get("suppress_tokens") or [])
+        begin_suppress = list(self.generation.get("begin_suppress_tokens") or [])
+        budget = self.max_length - len(prompt)
+        budget = min(budget, max_new_tokens) if max_new_tokens else budget
+
+        ids = np.tile(np.array(prompt, dtype=np.int64), (batch, 1))
+        names = [o.name for o in self.decoder.get_outputs()]
+        out = dict(zip(names, self.decoder.run(None, {"input_ids": ids, "encoder_hidden_states": hidden})))
+        cache = {name.replace("present", "past_key_values"): out[name] for name in cache_names("present", self.num_layers)}
+        logits = out["logits"][:, -1]
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        done = np.zeros(batch, dtype=bool)
+        self_names = cache_names("present", self.num_layers, CACHE_KINDS[:2])
+        for step in range(budget):
+            logits = logits.copy()
+            logits[:, suppress] = -np.inf
+            if step == 0:
+                logits[:, begin_suppress] = -np.inf
+            next_ids = np.where(done, eos, logits.argmax(-1))
+            for row in np.flatnonzero(~done):
+                if next_ids[row] == eos:
+                    done[row] = True
+                else:
+                    tokens[row].append(int(next_ids[row]))
+            if done.all() or step == budget - 1:
+                break
+            feed = {"input_ids": next_ids[:, None].astype(np.int64), **cache}
+            results = self.decoder_with_past.run(["logits", *self_names], feed)
+            logits = results[0][:, -1]
+            for name, value in zip(self_names, results[1:]):
+                cache[name.replace("present", "past_key_values")] = value
+        return tokens
