@@ -20,10 +20,11 @@ perturb_speed=false          # add 0.9x/1.1x copies of train
 musandir=                    # MUSAN corpus dir; MUSAN stages are skipped when empty or absent
 on_the_fly_feats=false       # true: cuts only, features computed at batch time
 language=                    # language of utterances that utt2lang does not name
+new_language=                # a language code Whisper lacks (e.g. eo), allowed in utt2lang; see README
 manifest_dir=data/manifests
 help_message="Usage: bash prepare.sh [--stage N] [--stop_stage N] [--nj N] [--kaldi_dir DIR] [--prefix NAME]
   [--parts train,val,test] [--num_mel_bins 80|128] [--perturb_speed true|false] [--musandir DIR]
-  [--on_the_fly_feats true|false] [--language CODE]"
+  [--on_the_fly_feats true|false] [--language CODE] [--new_language CODE]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -37,6 +38,7 @@ log() {
 fbank_dir=data/fbank_whisper${num_mel_bins}
 language_opt=()
 [ -n "$language" ] && language_opt=(--language "$language")
+[ -n "$new_language" ] && language_opt+=(--new_language "$new_language")
 have_musan=false
 [ -n "$musandir" ] && [ -d "$musandir" ] && have_musan=true
 [ -n "$musandir" ] && [ "$have_musan" = false ] && log "MUSAN dir $musandir not found: MUSAN stages skipped"

@@ -13,6 +13,7 @@ from lhotse.cut import Cut
 
 from egrecho_inner.constants import N_FRAMES
 from egrecho_inner.features import load_cut_features, padding_value
+from egrecho_inner.new_language import generate_language
 
 
 @dataclass
@@ -57,7 +58,7 @@ def transcribe_batch(model, processor, features, languages: list, kwargs: dict, 
     for language, idx in groups.items():
         extra = {"attention_mask": attention_mask[idx]} if attention_mask is not None else {}
         with torch.inference_mode():
-            out = model.generate(features[idx], language=language, **kwargs, **extra)
+            out = model.generate(features[idx], language=generate_language(language), **kwargs, **extra)
         sequences = out["sequences"] if isinstance(out, dict) else out
         for i, text in zip(idx, processor.batch_decode(sequences, skip_special_tokens=True)):
             texts[i] = text.strip()

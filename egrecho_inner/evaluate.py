@@ -24,7 +24,8 @@ from egrecho_inner.dataset import WhisperDataset
 from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.model import load_whisper
+from egrecho_inner.model import check_model_source, load_whisper
+from egrecho_inner.new_language import model_languages
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs
@@ -34,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def load_eval_cuts(cuts: Optional[str], kaldi_dir: Optional[str], manifest_dir: str, prefix_name: str, part: str,
-                   language: Optional[str]) -> tuple[CutSet, bool]:
+                   language: Optional[str], new_languages: tuple[str, ...] = ()) -> tuple[CutSet, bool]:
     """The cuts to score and whether they need features computed from audio."""
     if kaldi_dir:
-        recordings, supervisions, report = load_kaldi_dir(kaldi_dir, language)
+        recordings, supervisions, report = load_kaldi_dir(kaldi_dir, language, new_languages=new_languages)
         log.info("%s: %s", kaldi_dir, report.summary())
         return CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(SAMPLING_RATE), True
     path = Path(cuts or Path(manifest_dir) / f"{prefix_name}_cuts_{part}.jsonl.gz")
@@ -95,7 +96,9 @@ def evaluate(
     by_characters(metric, None)  # rejects an unknown metric before any work
     if dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
-    default_language = resolve_language(gen_args.language, "gen_args.language") if gen_args.language else None
+    check_model_source(model_path, local_files_only)
+    known = model_languages(model_path)  # Whisper's and any added by new_language
+    default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch_dtype = getattr(torch, dtype)
     if torch_dtype != torch.float32 and not str(device).startswith("cuda"):
@@ -108,7 +111,7 @@ def evaluate(
         enable_unpadded_inputs(model)
 
     # 1. Data: sorted by duration so batches waste little.
-    cutset, from_audio = load_eval_cuts(cuts, kaldi_dir, manifest_dir, prefix_name, part, default_language)
+    cutset, from_audio = load_eval_cuts(cuts, kaldi_dir, manifest_dir, prefix_name, part, default_language, known)
     cutset = cutset.sort_by_duration(ascending=False)
     no_text = {c.id for c in cutset if not any(s.text for s in c.supervisions)}
     if no_text:
@@ -116,6 +119,11 @@ def evaluate(
 
     def language_of(cut) -> Optional[str]:
         return (cut.supervisions[0].language if cut.supervisions else None) or default_language
+
+    unknown = next((c for c in cutset if language_of(c) and language_of(c) not in known), None)
+    if unknown is not None:
+        raise ValueError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
+                         "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
 
     # 2. Transcribe; 3. score.
     decoder = Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of)

@@ -146,7 +146,8 @@ def _read_segments(path: Path) -> dict[str, tuple[str, float, float, int]]:
 
 
 def load_kaldi_dir(
-    kaldi_dir: Pathlike, default_language: Optional[str] = None, num_jobs: int = 1
+    kaldi_dir: Pathlike, default_language: Optional[str] = None, num_jobs: int = 1,
+    new_languages: tuple[str, ...] = (),
 ) -> tuple[RecordingSet, SupervisionSet, SkipReport]:
     """Turn a Kaldi data dir into validated lhotse manifests.
 
@@ -155,6 +156,7 @@ def load_kaldi_dir(
         default_language: language for utterances that ``utt2lang`` does not name (required when
             there is no ``utt2lang``).
         num_jobs: threads used to read audio headers.
+        new_languages: codes accepted besides Whisper's (languages added by ``new_language``).
 
     Returns:
         recordings, supervisions and the report of what was skipped and why.
@@ -166,7 +168,7 @@ def load_kaldi_dir(
         if not (kaldi_dir / name).is_file():
             raise KaldiDataError(f"{kaldi_dir / name} is missing (a Kaldi data dir needs wav.scp and text)")
     if default_language is not None:
-        default_language = resolve_language(default_language, "--language")
+        default_language = resolve_language(default_language, "--language", new_languages)
     utt2lang_path = kaldi_dir / "utt2lang"
     if not utt2lang_path.is_file() and default_language is None:
         raise KaldiDataError(f"{utt2lang_path} is missing; add it or pass --language (e.g. --language vi)")
@@ -174,7 +176,7 @@ def load_kaldi_dir(
     wav_scp = read_kaldi_mapping(kaldi_dir / "wav.scp")
     texts = read_kaldi_mapping(kaldi_dir / "text")
     languages = {
-        utt: resolve_language(entry.value, f"{utt2lang_path}:{entry.lineno}")
+        utt: resolve_language(entry.value, f"{utt2lang_path}:{entry.lineno}", new_languages)
         for utt, entry in (read_kaldi_mapping(utt2lang_path) if utt2lang_path.is_file() else {}).items()
     }
     segments_path = kaldi_dir / "segments"

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script (accelerate launch egrecho_inne
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 from transformers import TrainerCallback
 
+from egrecho_inner.new_language import language_token
 from egrecho_inner.trainer import TrainArgs, main_cli
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ def prepare_model(model, args: LoraArgs, total_steps: int) -> tuple:
     else:
         config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                             target_modules=args.target_modules, bias="none")
+    if args.new_language:  # the added language's embedding row trains too (the output layer shares it)
+        new_id = model.generation_config.lang_to_id[language_token(args.new_language)]
+        config.trainable_token_indices = {"embed_tokens": [new_id]}
     base = Path(args.base_model).expanduser()
     model = get_peft_model(model, config)
     # record an absolute base path so the merge step finds it from any working dir

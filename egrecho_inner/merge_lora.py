@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from peft import PeftConfig, PeftModel
-from transformers import WhisperProcessor
+from transformers import GenerationConfig, WhisperProcessor
 
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.utils import atomic_path
@@ -35,6 +35,11 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_
     model, processor = load_whisper(base, local_files_only)
     if (ckpt / "tokenizer_config.json").is_file():  # the processor saved with the adapter wins
         processor = WhisperProcessor.from_pretrained(ckpt)
+    if (ckpt / "generation_config.json").is_file():  # carries languages added in training (new_language)
+        model.generation_config = GenerationConfig.from_pretrained(ckpt)
+        model.generation_config.forced_decoder_ids = None
+    if len(processor.tokenizer) > model.config.vocab_size:  # rows of added tokens, trained in the adapter
+        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     merged = PeftModel.from_pretrained(model, ckpt).merge_and_unload()
     target = Path(output_dir or ckpt.parent) / f"{ckpt.name}-lora-merge"
     with atomic_path(target) as tmp:

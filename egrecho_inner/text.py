@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
@@ -31,8 +32,10 @@ def normalize_transcript(text: str, language: str) -> str:
     return text
 
 
-def resolve_language(value: str, where: str = "") -> str:
+def resolve_language(value: str, where: str = "", extra: Iterable[str] = ()) -> str:
     """Return the Whisper code for ``value`` (a code such as ``vi`` or a name such as ``vietnamese``).
+
+    ``extra``: codes accepted besides Whisper's (languages added by ``new_language``).
 
     Raises:
         ValueError: naming ``where`` (file and line, or option) and listing the valid codes.
@@ -42,7 +45,10 @@ def resolve_language(value: str, where: str = "") -> str:
         return key
     if key in TO_LANGUAGE_CODE:
         return TO_LANGUAGE_CODE[key]
+    if key in extra:
+        return key
     location = f"{where}: " if where else ""
     raise ValueError(
         f"{location}unknown language {value!r}. Valid Whisper language codes: {', '.join(WHISPER_LANGUAGE_CODES)}"
+        f"{''.join(', ' + c for c in extra)} (a language Whisper lacks needs new_language, see README)"
     )

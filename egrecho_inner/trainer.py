@@ -20,6 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
 from egrecho_inner.model import load_whisper, save_processor
+from egrecho_inner.new_language import add_language
 from egrecho_inner.unpadded import enable_unpadded_inputs
 from egrecho_inner.utils import atomic_path, setup_logging
 
@@ -64,6 +65,10 @@ class TrainArgs(DataArgs):
     seed: int = 42
     record_cut_ids: bool = False
     """write trained cut ids to <output_dir>/cut_ids/rank<k>.txt (checks sharding)"""
+    new_language: Optional[str] = None
+    """a language code Whisper lacks (e.g. eo): adds <|CODE|> to tokenizer, embeddings and language map"""
+    new_language_init: Optional[str] = None
+    """a known language whose token row the new one starts from (None: the mean of all language rows)"""
 
 
 def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
@@ -174,6 +179,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
 
     # 2. Processor and data: lhotse loaders sharded by rank.
     model, processor = load_whisper(args.base_model, args.local_files_only)
+    if args.new_language:
+        add_language(model, processor.tokenizer, args.new_language, args.new_language_init)
     labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language)
     world, rank = state.num_processes, state.process_index
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
@@ -203,6 +210,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     trainer.save_model(str(final))
     if state.is_main_process:
         save_processor(processor, final)
+        model.generation_config.save_pretrained(final)  # an adapter dir too: it carries added languages
         log.info("best checkpoint: %s; final model: %s", trainer.state.best_model_checkpoint, final)
         log.info("tensorboard --logdir %s", os.environ["TENSORBOARD_LOGGING_DIR"])
     state.wait_for_everyone()

@@ -14,7 +14,8 @@ from egrecho_inner.constants import MAX_INPUT_SECONDS, N_FRAMES, SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
-from egrecho_inner.text import resolve_language
+from egrecho_inner.new_language import model_languages
+from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 
 log = logging.getLogger(__name__)
 ENGINES = ("hf", "ct2", "onnx")
@@ -58,7 +59,7 @@ def transcribe(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    language = resolve_language(language, "--language") if language else None
+    language = resolve_language(language, "--language", model_languages(model_path)) if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder}[engine]
     results = []
@@ -92,6 +93,9 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
 
     if not (Path(model_path) / "model.bin").is_file():
         raise FileNotFoundError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
+    if language is not None and language not in WHISPER_LANGUAGE_CODES:  # faster-whisper knows Whisper's only
+        yield from _ct2_added_language(model_path, recordings, language, task, num_beams, device, compute_type)
+        return
     model = WhisperModel(model_path, device=device, compute_type=compute_type)
     for utt_id, recording in recordings:
         segments, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
@@ -120,3 +124,24 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
         texts = [tokenizer.decode(model.greedy(hidden[i : i + 1], model.prompt(lang, task))[0], skip_special_tokens=True)
                  for i, lang in enumerate(languages)]
         yield utt_id, " ".join(t.strip() for t in texts if t.strip())
+
+
+def _ct2_added_language(model_path, recordings, language, task, num_beams, device, compute_type):
+    """CTranslate2 directly, for a language added by fine-tuning: 30 s windows, prompt with its token."""
+    import ctranslate2
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    gen = json.loads((Path(model_path) / "generation_config.json").read_text())
+    prompt = [gen["decoder_start_token_id"], gen["lang_to_id"][f"<|{language}|>"], gen["task_to_id"][task],
+              gen["no_timestamps_token_id"]]
+    model = ctranslate2.models.Whisper(model_path, device=device, compute_type=compute_type)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    extractor = make_fbank_extractor(model.n_mels)
+    for utt_id, recording in recordings:
+        feats = load_cut_features(recording.to_cut(), extractor)
+        windows = torch.stack([pad_to_whisper_input(w) for w in feats.split(N_FRAMES)]).numpy()
+        results = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(windows)),
+                                 [prompt] * len(windows), beam_size=num_beams)
+        texts = [tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+        yield utt_id, " ".join(t for t in texts if t)

@@ -28,6 +28,7 @@ def kaldi2mani(
     parts: str = "train,val,test",
     output_dir: str = "data/manifests",
     language: Optional[str] = None,
+    new_language: Optional[str] = None,
     nj: int = 1,
 ) -> None:
     """Write manifests for each part.
@@ -38,10 +39,12 @@ def kaldi2mani(
         parts: comma-separated part names.
         output_dir: where the manifests go.
         language: language of utterances that utt2lang does not name (required without utt2lang).
+        new_language: a code Whisper lacks, accepted in utt2lang (fine-tune with new_language: CODE).
         nj: threads reading audio headers.
     """
     for part in [p.strip() for p in parts.split(",") if p.strip()]:
-        recordings, supervisions, report = load_kaldi_dir(Path(kaldi_dir) / part, language, nj)
+        new_languages = (new_language,) if new_language else ()
+        recordings, supervisions, report = load_kaldi_dir(Path(kaldi_dir) / part, language, nj, new_languages)
         for kind, manifest in (("recordings", recordings), ("supervisions", supervisions)):
             with atomic_path(Path(output_dir) / f"{prefix}_{kind}_{part}.jsonl") as tmp:
                 manifest.to_file(tmp)
