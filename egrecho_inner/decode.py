@@ -8,11 +8,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from lhotse.cut import Cut
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.features import load_cut_features, padding_value
+from egrecho_inner.features import load_cut_features, pad_to_whisper_input, padding_value
 from egrecho_inner.new_language import generate_language
 
 
@@ -63,6 +64,12 @@ def transcribe_batch(model, processor, features, languages: list, kwargs: dict, 
         for i, text in zip(idx, processor.batch_decode(sequences, skip_special_tokens=True)):
             texts[i] = text.strip()
     return texts
+
+
+def whisper_windows(feats: torch.Tensor) -> np.ndarray:
+    """``(T, n_mels)`` features cut into consecutive 30 s windows ``(W, n_mels, 3000)``, each padded as if
+    it were a file of its own (for engines that decode windows independently)."""
+    return torch.stack([pad_to_whisper_input(w) for w in feats.split(N_FRAMES)]).numpy()
 
 
 def long_form_features(cut: Cut, extractor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ from egrecho_inner.dataset import WhisperDataset
 from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.model import check_model_source, load_whisper
+from egrecho_inner.model import load_whisper
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
@@ -96,7 +96,6 @@ def evaluate(
     by_characters(metric, None)  # rejects an unknown metric before any work
     if dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
-    check_model_source(model_path, local_files_only)
     known = model_languages(model_path)  # Whisper's and any added by new_language
     default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -120,7 +119,7 @@ def evaluate(
     def language_of(cut) -> Optional[str]:
         return (cut.supervisions[0].language if cut.supervisions else None) or default_language
 
-    unknown = next((c for c in cutset if language_of(c) and language_of(c) not in known), None)
+    unknown = next((c for c in cutset if known and language_of(c) and language_of(c) not in known), None)
     if unknown is not None:
         raise ValueError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
                          "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")

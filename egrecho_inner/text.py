@@ -50,5 +50,5 @@ def resolve_language(value: str, where: str = "", extra: Iterable[str] = ()) -> 
     location = f"{where}: " if where else ""
     raise ValueError(
         f"{location}unknown language {value!r}. Valid Whisper language codes: {', '.join(WHISPER_LANGUAGE_CODES)}"
-        f"{''.join(', ' + c for c in extra)} (a language Whisper lacks needs new_language, see README)"
+        f"{''.join(', ' + c for c in extra if c not in LANGUAGES)} (a language Whisper lacks needs new_language)"
     )

@@ -10,8 +10,8 @@ from typing import Iterator, Optional
 import torch
 from lhotse import Recording
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS, N_FRAMES, SAMPLING_RATE
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
+from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
+from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch, whisper_windows
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.new_language import model_languages
@@ -116,9 +116,8 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
     num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]
     extractor = make_fbank_extractor(num_mel_bins)
     for utt_id, recording in recordings:
-        feats = load_cut_features(recording.to_cut(), extractor)  # (T, n_mels)
         # audio over 30 s: consecutive 30 s windows, each decoded on its own (no timestamps)
-        windows = torch.stack([pad_to_whisper_input(w) for w in feats.split(N_FRAMES)]).numpy()
+        windows = whisper_windows(load_cut_features(recording.to_cut(), extractor))
         hidden = model.encode(windows)
         languages = [language] * len(windows) if language else model.detect_language(hidden)
         texts = [tokenizer.decode(model.greedy(hidden[i : i + 1], model.prompt(lang, task))[0], skip_special_tokens=True)
@@ -139,8 +138,7 @@ def _ct2_added_language(model_path, recordings, language, task, num_beams, devic
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     extractor = make_fbank_extractor(model.n_mels)
     for utt_id, recording in recordings:
-        feats = load_cut_features(recording.to_cut(), extractor)
-        windows = torch.stack([pad_to_whisper_input(w) for w in feats.split(N_FRAMES)]).numpy()
+        windows = whisper_windows(load_cut_features(recording.to_cut(), extractor))
         results = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(windows)),
                                  [prompt] * len(windows), beam_size=num_beams)
         texts = [tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]

@@ -58,7 +58,7 @@ def make_demo_data(
 
     Args:
         out_dir: where the Kaldi dirs and audio go.
-        languages: comma-separated, from vi, en, zh; utterances are split evenly between them.
+        languages: comma-separated, from vi, en, zh, eo (not a Whisper language); utterances are split evenly between them.
         num_train: utterances in train (all languages together); likewise num_val, num_test.
         seed: picks the sentences, voices and speeds.
         num_jobs: parallel espeak-ng processes.
@@ -67,7 +67,7 @@ def make_demo_data(
     langs = [lang.strip() for lang in languages.split(",") if lang.strip()]
     unknown = [lang for lang in langs if lang not in grammar or lang == "voices"]
     if unknown:
-        raise SystemExit(f"make_demo_data: no word lists for {unknown}; choose from vi, en, zh")
+        raise SystemExit(f"make_demo_data: no word lists for {unknown}; choose from {[k for k in grammar if k not in ('voices', '_comment')]}")
     rng = random.Random(seed)
     sizes = {"train": num_train, "val": num_val, "test": num_test}
     jobs, out = [], Path(out_dir)
