@@ -1,54 +1,102 @@
 #!/usr/bin/env python3
-"""Evaluation speed on CPU: ``egrecho eval`` vs faster-whisper (CTranslate2 fp32, int8) vs plain HF generate.
+"""Evaluation speed: ``egrecho eval`` vs faster-whisper (CTranslate2) vs plain HF generate.
 
 Usage:
     python local/get_whisper_base.py --output_dir pretrained/whisper-base   # once
     python bench/bench_eval.py --model pretrained/whisper-base --threads 2 [--num_utts 24]
+    python bench/bench_eval.py --device cuda --dtype float16 --batch_size 64 --num_utts 256   # a GPU
 
 All runs decode the same espeak-ng English utterances greedily (beam 1, no timestamps, temperature 0,
-language given) with the same number of threads, and their wall time includes feature extraction.
-faster-whisper transcribes one file at a time with VAD off, as its README's basic usage does; ours
-and plain HF batch ``--batch_size`` utterances. Each line prints the time ratio against faster-whisper fp32.
+language given), and their wall time includes feature extraction. On a CPU faster-whisper transcribes one
+file at a time with VAD off, as its README's basic usage does; on a GPU its CTranslate2 model decodes
+batches of ``--batch_size`` files, as ours and plain HF do everywhere. Figures are RTFx: audio seconds
+decoded per wall second.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lhotse import CutSet, Recording, SupervisionSegment  # noqa: E402
-
-SENTENCES = json.loads((Path(__file__).resolve().parent.parent / "local/demo_grammar.json").read_text())["en"]["slots"]
+if __package__ in (None, ""):  # python bench/bench_eval.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import Row, espeak_sentences, print_rows, timed  # noqa: E402
 
 
-def make_cuts(num_utts: int, workdir: Path) -> CutSet:
-    rng = np.random.default_rng(0)
+def make_cuts(num_utts: int, workdir: Path):
+    from lhotse import CutSet, Recording, SupervisionSegment
+
     cuts = []
-    for i in range(num_utts):
-        text = " ".join(str(rng.choice(slot)) for slot in SENTENCES) + "."
-        wav = workdir / f"u{i}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav), text], check=True)
-        rec = Recording.from_file(wav, recording_id=f"u{i}")
-        cut = rec.to_cut()
-        cut.supervisions = [SupervisionSegment(f"u{i}", f"u{i}", 0.0, rec.duration, text=text, language="en")]
+    for wav, text in espeak_sentences(num_utts, workdir):
+        recording = Recording.from_file(wav)
+        cut = recording.to_cut()
+        cut.supervisions = [SupervisionSegment(cut.id, recording.id, 0.0, recording.duration, text=text, language="en")]
         cuts.append(cut)
-    return CutSet.from_cuts(cuts).resample(16000)
+    return CutSet.from_cuts(cuts).resample(16000).to_eager()
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, num_utts: int = 24,
+        batch_size: int = 8, threads: int = 2, device: str = "cpu", dtype: str = "float32") -> list[Row]:
+    """RTFx of egrecho eval, plain HF generate and faster-whisper on the same audio."""
+    import ctranslate2
+    import numpy as np
+    from faster_whisper import WhisperModel
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from egrecho_inner.evaluate import GenArgs, evaluate
+
+    ct2_dir = ct2_model or model.rstrip("/") + "-ct2"
+    if not Path(ct2_dir).is_dir():
+        raise FileNotFoundError(f"{ct2_dir} not found: egrecho export-ct2 --model_path {model} --output_dir {ct2_dir}")
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cuts = make_cuts(num_utts, Path(tmp))
+        cuts.to_file(Path(tmp) / "cuts.jsonl.gz")
+        audios = [c.load_audio()[0] for c in cuts]
+        seconds = sum(len(a) for a in audios) / 16000
+
+        t_ours = timed(lambda: evaluate(
+            model_path=model, outdir=tmp, cuts=str(Path(tmp) / "cuts.jsonl.gz"), on_the_fly_feats=True,
+            max_cuts=batch_size, num_workers=0, device=device, dtype=dtype, gen_args=GenArgs(language="en")))
+
+        hf = WhisperForConditionalGeneration.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+        processor = WhisperProcessor.from_pretrained(model)
+
+        def plain_hf():
+            for i in range(0, len(audios), batch_size):
+                feats = processor(audios[i:i + batch_size], sampling_rate=16000, return_tensors="pt").input_features
+                with torch.inference_mode():
+                    hf.generate(feats.to(device, getattr(torch, dtype)), language="en", task="transcribe")
+        t_hf = timed(plain_hf)
+
+        compute_type = "float32" if dtype == "float32" else "float16"
+        fw = WhisperModel(ct2_dir, device=device, compute_type=compute_type, cpu_threads=threads)
+        options = dict(language="en", beam_size=1, without_timestamps=True, vad_filter=False, temperature=0.0,
+                       condition_on_previous_text=False)
+
+        def faster():
+            if device.startswith("cuda"):  # its CTranslate2 model on batches of files, as we batch
+                tokenizer = Tokenizer(fw.hf_tokenizer, True, task="transcribe", language="en")
+                prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+                for i in range(0, len(audios), batch_size):
+                    feats = np.stack([pad_or_trim(fw.feature_extractor(a)) for a in audios[i:i + batch_size]])
+                    fw.model.generate(ctranslate2.StorageView.from_array(feats.astype(np.float32)),
+                                      [prompt] * len(feats), beam_size=1)
+            else:  # one file at a time, as faster-whisper's README transcribes
+                for audio in audios:
+                    list(fw.transcribe(audio, **options)[0])
+        t_fw = timed(faster)
+    rtfx = lambda t: seconds / t  # noqa: E731
+    where = f"{device} {dtype}, batch {batch_size}"
+    return [Row(f"eval whisper-base RTFx, {where}", "audio s per s", rtfx(t_ours), rtfx(t_fw),
+                f"faster-whisper {compute_type}"),
+            Row(f"eval whisper-base RTFx, {where}", "audio s per s", rtfx(t_ours), rtfx(t_hf), "plain HF generate")]
 
 
 def main() -> None:
@@ -58,52 +106,10 @@ def main() -> None:
     parser.add_argument("--num_utts", type=int, default=24)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
-    ct2_dir = args.ct2_model or args.model.rstrip("/") + "-ct2"
-    torch.set_num_threads(args.threads)
-
-    from faster_whisper import WhisperModel
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-    from egrecho_inner.evaluate import GenArgs, evaluate
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cuts = make_cuts(args.num_utts, Path(tmp)).to_eager()
-        cuts.to_file(Path(tmp) / "cuts.jsonl.gz")
-        audios = [c.load_audio()[0] for c in cuts]
-        seconds = sum(len(a) for a in audios) / 16000
-        results = {}
-
-        def ours():
-            evaluate(model_path=args.model, outdir=tmp, cuts=str(Path(tmp) / "cuts.jsonl.gz"), on_the_fly_feats=True,
-                     max_cuts=args.batch_size, num_workers=0, device="cpu", gen_args=GenArgs(language="en"))
-        results["egrecho eval (HF model, fp32)"] = timed(ours)
-
-        model = WhisperForConditionalGeneration.from_pretrained(args.model).eval()
-        processor = WhisperProcessor.from_pretrained(args.model)
-
-        def plain_hf():
-            for i in range(0, len(audios), args.batch_size):
-                feats = processor(audios[i:i + args.batch_size], sampling_rate=16000, return_tensors="pt").input_features
-                with torch.inference_mode():
-                    model.generate(feats, language="en", task="transcribe")
-        results["plain HF generate (fp32)"] = timed(plain_hf)
-
-        for compute_type in ("float32", "int8"):
-            fw = WhisperModel(ct2_dir, device="cpu", compute_type=compute_type, cpu_threads=args.threads)
-
-            def faster():
-                for audio in audios:
-                    segments, _ = fw.transcribe(audio, language="en", beam_size=1, without_timestamps=True,
-                                                vad_filter=False, temperature=0.0, condition_on_previous_text=False)
-                    list(segments)
-            results[f"faster-whisper ({compute_type})"] = timed(faster)
-
-    base = results["faster-whisper (float32)"]
-    print(f"{args.num_utts} utterances, {seconds:.1f} s of audio, {args.threads} threads, greedy, whisper model {args.model}")
-    print(f"{'run':34s} {'seconds':>8s} {'RTF':>7s} {'time vs faster-whisper fp32':>28s}")
-    for name, t in results.items():
-        print(f"{name:34s} {t:8.2f} {t / seconds:7.3f} {t / base:27.2f}x")
+    print_rows(run(args.model, args.ct2_model, args.num_utts, args.batch_size, args.threads, args.device, args.dtype))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for --unpadded_seconds
+if __package__ in (None, ""):  # python bench/bench_train.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import Row  # noqa: E402
 
 SIZES = {  # d_model, layers (encoder = decoder), heads, as released by OpenAI
     "tiny": (384, 4, 6), "base": (512, 6, 8), "small": (768, 12, 12), "medium": (1024, 24, 16),
@@ -47,6 +50,82 @@ def train_flops_per_sample(config: WhisperConfig, label_tokens: int) -> float:
     return 3.0 * (convs + encoder + decoder)
 
 
+def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_size: int = 4, steps: int = 5,
+            warmup: int = 2, label_tokens: int = 50, dtype: str = "fp32", device: str = "cpu", lora: bool = False,
+            gradient_checkpointing: bool = False, unpadded_seconds: float = 0.0) -> tuple[float, str]:
+    """Training samples/s of one setting, and a line describing it (device, MFU on a known GPU)."""
+    torch.manual_seed(0)
+    if model_path:
+        model = WhisperForConditionalGeneration.from_pretrained(model_path)
+    else:
+        model = WhisperForConditionalGeneration(whisper_config(model_size))
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=[
+            "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
+        if gradient_checkpointing:
+            model.enable_input_require_grads()
+    frames = 2 * model.config.max_source_positions
+    if unpadded_seconds > 0:
+        from egrecho_inner.unpadded import enable_unpadded_inputs
+
+        enable_unpadded_inputs(model)
+        frames = int(unpadded_seconds * 100) // 2 * 2
+    model.to(device).train()
+    config = model.config
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    features = torch.randn(batch_size, config.num_mel_bins, frames, device=device)
+    mask = {"attention_mask": torch.ones(batch_size, frames, dtype=torch.long, device=device)} if unpadded_seconds > 0 else {}
+    labels = torch.randint(0, 50257, (batch_size, label_tokens), device=device)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+    def step() -> None:
+        with autocast:
+            loss = model(input_features=features, labels=labels, **mask).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    samples_per_s = batch_size * steps / (time.perf_counter() - start)
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
+    flops = train_flops_per_sample(config, label_tokens)
+    inputs = f"{unpadded_seconds:g} s un-padded" if unpadded_seconds > 0 else "30 s padded"
+    line = (f"{name} | whisper-{model_path or model_size} {dtype} lora={str(lora).lower()} batch {batch_size} "
+            f"{inputs}: {samples_per_s:.2f} samples/s, {flops / 1e12:.2f} TFLOP/sample, "
+            f"{samples_per_s * flops / 1e12:.1f} TFLOP/s achieved")
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    if peak and dtype == "bf16":
+        line += f", MFU {100 * samples_per_s * flops / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s bf16"
+    return samples_per_s, line
+
+
+def run(model_size: str = "base", batch_size: int = 8, clip_seconds: float = 5.0, steps: int = 2,
+        warmup: int = 1, threads: int = 2) -> list[Row]:
+    """Un-padded vs padded (Whisper's and the HF examples' default) training on short clips, this CPU."""
+    torch.set_num_threads(threads)
+    padded, line_padded = measure(model_size, batch_size=batch_size, steps=steps, warmup=warmup)
+    unpadded, line_unpadded = measure(model_size, batch_size=batch_size, steps=steps, warmup=warmup,
+                                      unpadded_seconds=clip_seconds)
+    print(line_padded, line_unpadded, sep="\n")
+    return [Row(f"training whisper-{model_size}, {clip_seconds:g} s clips, batch {batch_size}, fp32, {threads} threads",
+                "samples/s",
+                unpadded, padded, "padded to 30 s, the default")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_size", choices=sorted(SIZES), default="tiny")
@@ -62,64 +141,9 @@ def main() -> None:
     parser.add_argument("--unpadded_seconds", type=float, default=0.0,
                         help="> 0: un-padded inputs of this length (egrecho_inner/unpadded.py) instead of 30 s")
     args = parser.parse_args()
-
-    torch.manual_seed(0)
-    if args.model_path:
-        model = WhisperForConditionalGeneration.from_pretrained(args.model_path)
-    else:
-        model = WhisperForConditionalGeneration(whisper_config(args.model_size))
-    if args.gradient_checkpointing == "true":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if args.lora == "true":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=[
-            "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
-        if args.gradient_checkpointing == "true":
-            model.enable_input_require_grads()
-    frames = 2 * model.config.max_source_positions
-    if args.unpadded_seconds > 0:
-        from egrecho_inner.unpadded import enable_unpadded_inputs
-
-        enable_unpadded_inputs(model)
-        frames = int(args.unpadded_seconds * 100) // 2 * 2
-    model.to(args.device).train()
-    config = model.config
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    features = torch.randn(args.batch_size, config.num_mel_bins, frames, device=args.device)
-    mask = {"attention_mask": torch.ones(args.batch_size, frames, dtype=torch.long, device=args.device)} if args.unpadded_seconds > 0 else {}
-    labels = torch.randint(0, 50257, (args.batch_size, args.label_tokens), device=args.device)
-    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def step() -> None:
-        with autocast:
-            loss = model(input_features=features, labels=labels, **mask).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    for _ in range(args.warmup):
-        step()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    samples_per_s = args.batch_size * args.steps / elapsed
-
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
-    flops = train_flops_per_sample(config, args.label_tokens)
-    inputs = f"{args.unpadded_seconds:g} s un-padded" if args.unpadded_seconds > 0 else "30 s padded"
-    line = (f"{name} | whisper-{args.model_size if not args.model_path else args.model_path} {args.dtype} "
-            f"lora={args.lora} batch {args.batch_size} {inputs}: {samples_per_s:.2f} samples/s, "
-            f"{flops / 1e12:.2f} TFLOP/sample, {samples_per_s * flops / 1e12:.1f} TFLOP/s achieved")
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    if peak and args.dtype == "bf16":
-        line += f", MFU {100 * samples_per_s * flops / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s bf16"
+    _, line = measure(args.model_size, args.model_path, args.batch_size, args.steps, args.warmup, args.label_tokens,
+                      args.dtype, args.device, args.lora == "true", args.gradient_checkpointing == "true",
+                      args.unpadded_seconds)
     print(line)
 
 
