@@ -1,8 +1,10 @@
 """egrecho export-onnx and the onnx engine: onnxruntime decodes the same tokens as transformers, for the
-source model and for a merged LoRA model, and long audio is decoded window by window."""
+source model and for a merged LoRA model (whose CTranslate2 export is checked too), and long audio is
+decoded window by window."""
 
 from __future__ import annotations
 
+import ctranslate2
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,6 +13,7 @@ from lhotse import Recording
 from peft import LoraConfig, get_peft_model
 from transformers import WhisperForConditionalGeneration
 
+from egrecho_inner.export_ct2 import export_ct2
 from egrecho_inner.export_onnx import export_onnx
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.merge_lora import merge_lora_whisper
@@ -75,6 +78,17 @@ def test_merged_lora_exports(tiny_model, tmp_path):
     export_onnx(merged, str(tmp_path / "merged-onnx"))
     feats = features(espeak(tmp_path / "a.wav", "xin chào các bạn"))[None]
     assert_onnx_matches(merged, tmp_path / "merged-onnx", feats)
+    # and the CTranslate2 export of the merged model decodes as it does
+    export_ct2(merged, str(tmp_path / "merged-ct2"))
+    model = WhisperForConditionalGeneration.from_pretrained(merged).eval()
+    with torch.inference_mode():
+        expected = [t for t in model.generate(feats, language="vi", task="transcribe", max_new_tokens=30)[0].tolist()
+                    if t != 50257]
+    ct2 = ctranslate2.models.Whisper(str(tmp_path / "merged-ct2"), device="cpu", compute_type="float32")
+    result = ct2.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy())),
+                          [[50258, 50278, 50359, 50363]], beam_size=1, max_length=34, suppress_blank=False,
+                          suppress_tokens=[])[0].sequences_ids[0]
+    assert result == expected[: len(result)] and len(result) >= 5
 
 
 def test_transcribe_onnx_engine(tiny_model, onnx_dir, tmp_path):

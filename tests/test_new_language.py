@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from lhotse import load_manifest
 from peft import PeftModel
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from egrecho_inner import full, lora
+from egrecho_inner.dataset import WhisperDataset
 from egrecho_inner.evaluate import evaluate
 from egrecho_inner.export_ct2 import export_ct2
 from egrecho_inner.export_onnx import export_onnx
@@ -86,6 +88,11 @@ def test_full_fine_tune_learns_new_language(esperanto, tiny_model, tmp_path, mon
     tokenizer = WhisperProcessor.from_pretrained(final).tokenizer
     eo_id = tokenizer.convert_tokens_to_ids("<|eo|>")
     assert eo_id == model.config.vocab_size - 1 == model.generation_config.lang_to_id["<|eo|>"]
+    # the model itself now emits <|eo|> right after <|startoftranscript|> on Esperanto speech
+    feats = WhisperDataset(None)[load_manifest("data/fbank_whisper80/demo_eo_cuts_test.jsonl.gz")]["input_features"]
+    with torch.inference_mode():
+        first = model(input_features=feats, decoder_input_ids=torch.full((len(feats), 1), 50258)).logits[:, -1]
+    assert first.argmax(-1).tolist() == [eo_id] * len(feats)
 
     # eval with language eo (cuts carry it); transcribe and both exports decode the same text
     result = evaluate(model_path=str(final), outdir=str(tmp_path / "eval"), prefix_name="demo_eo", num_workers=0)
