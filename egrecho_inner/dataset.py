@@ -47,7 +47,8 @@ class WhisperLabeler:
         prefix = ["<|startoftranscript|>", f"<|{language}|>", f"<|{self.task}|>", "<|notimestamps|>"]
         ids = self.tokenizer.convert_tokens_to_ids(prefix)
         if self.tokenizer.unk_token_id in ids:  # a token the vocabulary lacks maps to <unk>
-            raise ValueError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]}")
+            raise ValueError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]} "
+                             f"(train a language Whisper lacks with new_language: {language})")
         text = " ".join(s.text for s in cut.supervisions if s.text)
         return ids + self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
 
