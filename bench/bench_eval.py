@@ -24,19 +24,7 @@ import torch
 
 if __package__ in (None, ""):  # python bench/bench_eval.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Row, espeak_sentences, print_rows, timed  # noqa: E402
-
-
-def make_cuts(num_utts: int, workdir: Path):
-    from lhotse import CutSet, Recording, SupervisionSegment
-
-    cuts = []
-    for wav, text in espeak_sentences(num_utts, workdir):
-        recording = Recording.from_file(wav)
-        cut = recording.to_cut()
-        cut.supervisions = [SupervisionSegment(cut.id, recording.id, 0.0, recording.duration, text=text, language="en")]
-        cuts.append(cut)
-    return CutSet.from_cuts(cuts).resample(16000).to_eager()
+from bench.common import Row, espeak_cuts, print_rows, timed  # noqa: E402
 
 
 def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, num_utts: int = 24,
@@ -56,7 +44,7 @@ def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, nu
         raise FileNotFoundError(f"{ct2_dir} not found: egrecho export-ct2 --model_path {model} --output_dir {ct2_dir}")
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cuts = make_cuts(num_utts, Path(tmp))
+        cuts = espeak_cuts(num_utts, Path(tmp))
         cuts.to_file(Path(tmp) / "cuts.jsonl.gz")
         audios = [c.load_audio()[0] for c in cuts]
         seconds = sum(len(a) for a in audios) / 16000

@@ -24,23 +24,18 @@ import soundfile as sf
 
 if __package__ in (None, ""):  # python bench/bench_loader.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Row, espeak_sentences, print_rows  # noqa: E402
+from bench.common import Row, espeak_cuts, print_rows  # noqa: E402
 
 
 def make_corpus(workdir: Path, num_utts: int) -> Path:
     """A manifest dir with ``bench_cuts_train.jsonl.gz`` (espeak-ng English) and ``musan_cuts.jsonl.gz``."""
-    from lhotse import CutSet, Recording, SupervisionSegment
+    from lhotse import CutSet, Recording
 
     from egrecho_inner.features import make_fbank_extractor
     from egrecho_inner.storage import compute_and_store
 
     extractor = make_fbank_extractor(80)
-    cuts = []
-    for wav, text in espeak_sentences(num_utts, workdir / "speech"):
-        recording = Recording.from_file(wav).resample(16000)
-        cut = recording.to_cut()
-        cut.supervisions = [SupervisionSegment(cut.id, recording.id, 0.0, recording.duration, text=text, language="en")]
-        cuts.append(cut)
+    cuts = espeak_cuts(num_utts, workdir / "speech")
     rng = np.random.default_rng(0)
     noises = {"white": rng.normal(0, 0.1, 160000), "brown": np.cumsum(rng.normal(0, 0.01, 160000)),
               "hum": 0.2 * np.sin(2 * np.pi * 50 * np.arange(160000) / 16000)}
@@ -50,7 +45,7 @@ def make_corpus(workdir: Path, num_utts: int) -> Path:
         sf.write(path, (signal / np.abs(signal).max() * 0.3).astype(np.float32), 16000)
         noise_cuts.append(Recording.from_file(path).to_cut())
     out = workdir / "fbank"
-    compute_and_store(CutSet.from_cuts(cuts), extractor, out / "bench_feats_train", out / "bench_cuts_train.jsonl.gz", 1)
+    compute_and_store(cuts, extractor, out / "bench_feats_train", out / "bench_cuts_train.jsonl.gz", 1)
     compute_and_store(CutSet.from_cuts(noise_cuts), extractor, out / "musan_feats", out / "musan_cuts.jsonl.gz", 1)
     return out
 

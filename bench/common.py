@@ -58,6 +58,20 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
     return min(timed(fn) for _ in range(repeats))
 
 
+def espeak_cuts(num_utts: int, workdir: Path, language: str = "en"):
+    """16 kHz lhotse cuts of :func:`espeak_sentences`, each with its transcript and language."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    cuts = []
+    for wav, text in espeak_sentences(num_utts, workdir, language):
+        recording = Recording.from_file(wav)
+        cut = recording.to_cut()
+        cut.supervisions = [SupervisionSegment(cut.id, recording.id, 0.0, recording.duration, text=text,
+                                               language=language)]
+        cuts.append(cut)
+    return CutSet.from_cuts(cuts).resample(16000).to_eager()
+
+
 def espeak_sentences(num_utts: int, workdir: Path, language: str = "en", seed: int = 0) -> list[tuple[Path, str]]:
     """``num_utts`` (wav, transcript) pairs: demo-grammar sentences spoken by espeak-ng (22.05 kHz)."""
     spec = GRAMMAR[language]

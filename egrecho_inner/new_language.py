@@ -73,6 +73,18 @@ def add_language(model, tokenizer, code: str, init_from: Optional[str] = None) -
     return new_id
 
 
+def prompt_ids(generation: dict, language: Optional[str], task: str = "transcribe") -> list[int]:
+    """Decoder prompt ids from a ``generation_config.json`` dict: start-of-transcript, the language (if
+    given; Whisper's or an added one), the task and no-timestamps."""
+    ids = [generation["decoder_start_token_id"]]
+    if language is not None:
+        token = language_token(language)
+        if token not in generation["lang_to_id"]:
+            raise ValueError(f"language {language!r} is not in this model's generation config")
+        ids.append(generation["lang_to_id"][token])
+    return ids + [generation["task_to_id"][task], generation["no_timestamps_token_id"]]
+
+
 def model_languages(model_dir: str) -> tuple[str, ...]:
     """Language codes in a model dir's ``generation_config.json`` (transformers, CTranslate2 or ONNX dir)."""
     path = Path(model_dir) / "generation_config.json"

@@ -21,6 +21,7 @@ from egrecho_inner.export_onnx import (
     ENCODER_FILE,
     cache_names,
 )
+from egrecho_inner.new_language import prompt_ids
 
 
 class OnnxWhisper:
@@ -50,14 +51,7 @@ class OnnxWhisper:
 
     def prompt(self, language: Optional[str], task: str = "transcribe") -> list[int]:
         """Start-of-transcript, language (if given), task and no-timestamps token ids."""
-        gen = self.generation
-        ids = [gen["decoder_start_token_id"]]
-        if language is not None:
-            key = f"<|{language}|>"
-            if key not in gen["lang_to_id"]:
-                raise ValueError(f"language {language!r} is not in this model's generation config")
-            ids.append(gen["lang_to_id"][key])
-        return ids + [gen["task_to_id"][task], gen["no_timestamps_token_id"]]
+        return prompt_ids(self.generation, language, task)
 
     def encode(self, features: np.ndarray) -> np.ndarray:
         """Encoder output ``(B, 1500, d)`` of log-mel features ``(B, n_mels, 3000)``."""

@@ -14,7 +14,7 @@ from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch, whisper_windows
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
-from egrecho_inner.new_language import model_languages
+from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,7 @@ def _ct2_added_language(model_path, recordings, language, task, num_beams, devic
     import numpy as np
     from transformers import AutoTokenizer
 
-    gen = json.loads((Path(model_path) / "generation_config.json").read_text())
-    prompt = [gen["decoder_start_token_id"], gen["lang_to_id"][f"<|{language}|>"], gen["task_to_id"][task],
-              gen["no_timestamps_token_id"]]
+    prompt = prompt_ids(json.loads((Path(model_path) / "generation_config.json").read_text()), language, task)
     model = ctranslate2.models.Whisper(model_path, device=device, compute_type=compute_type)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     extractor = make_fbank_extractor(model.n_mels)
