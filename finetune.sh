@@ -29,7 +29,7 @@ recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
 [ "${1:-}" = "--" ] && shift
 extra_args=("$@")               # passed on to lora.py / full.py
-export PYTHONPATH="$recipe_dir${PYTHONPATH:+:$PYTHONPATH}"
+. "$recipe_dir/local/path.sh"   # the recipe's Python env (.venv/) and PYTHONPATH
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}

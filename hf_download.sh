@@ -11,6 +11,7 @@ if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
   [ $# -lt 1 ] && exit 1 || exit 0
 fi
+. "$(dirname "$0")/local/path.sh"   # huggingface_hub from the recipe's Python env
 repo_id=$1
 local_dir=${2:-pretrained/$(basename "$repo_id")}
 

@@ -28,7 +28,7 @@ help_message="Usage: bash prepare.sh [--stage N] [--stop_stage N] [--nj N] [--ka
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
-export PYTHONPATH="$recipe_dir${PYTHONPATH:+:$PYTHONPATH}"
+. "$recipe_dir/local/path.sh"   # the recipe's Python env (.venv/) and PYTHONPATH
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}

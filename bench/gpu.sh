@@ -9,6 +9,7 @@
 # Usage: bash bench/gpu.sh [results.txt]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. local/path.sh   # .venv/ where it exists; a GPU machine's own python3 otherwise
 out=${1:-/dev/stdout}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -12,6 +12,11 @@ import pytest
 import soundfile as sf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missed local path fails fast instead of hanging
+# Commands the tests run (egrecho, accelerate, the recipe's shell scripts) come from the environment
+# running pytest, e.g. .venv/bin/python -m pytest without activating .venv (see local/path.sh).
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+if sys.prefix != sys.base_prefix:
+    os.environ["VIRTUAL_ENV"] = sys.prefix
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent
 
