@@ -5,7 +5,8 @@
 #   3. synthesise a Vietnamese demo corpus with espeak-ng    (local/make_demo_data.py)
 #   4. prepare manifests and features                        (prepare.sh)
 #   5. evaluate the original model on the test split         (egrecho eval)
-#   6. LoRA fine-tune, merge, evaluate again                 (finetune.sh, config/demo_lora.yaml)
+#   6. LoRA fine-tune un-padded, merge, evaluate again       (finetune.sh, config/demo_lora.yaml)
+#      (each model is decoded the way it was trained: the original padded to 30 s, the fine-tune un-padded)
 #   7. write the before/after table                          (exp/whisper-base/RESULTS.md)
 # Rerunning reuses finished stages. Usage: bash run.sh
 set -euo pipefail
@@ -13,7 +14,8 @@ cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 PIP_ROOT_USER_ACTION=ignore
 start=$(date +%s)
 
-bash local/install_deps.sh
+bash local/install_deps.sh      # into .venv/ unless a virtualenv is active
+. local/path.sh                 # python3, egrecho, accelerate from that environment
 python3 local/get_whisper_base.py --output_dir pretrained/whisper-base
 
 if [ ! -f data/kaldi/demo/.done ]; then

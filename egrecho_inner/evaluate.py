@@ -1,6 +1,7 @@
 """``egrecho eval``: batched Whisper transcription of a cut set, scored with jiwer.
 
-Writes ``<outdir>/errs-<part>.json`` (error/ins/del/sub rates, reference length, RTF, ...) and
+Writes ``<outdir>/errs-<part>.json`` (error/ins/del/sub rates, reference length, RTF, and the fields of
+``egrecho_inner.quality``: language identification, repetition, text on non-speech) and
 ``<outdir>/recogs-<part>.txt`` (REF, HYP and alignment of every utterance).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,14 +22,15 @@ from tqdm import tqdm
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch
-from egrecho_inner.features import make_fbank_extractor
+from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_batch, transcribe_features
+from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper
 from egrecho_inner.new_language import model_languages
+from egrecho_inner.quality import quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
-from egrecho_inner.unpadded import enable_unpadded_inputs
+from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ def load_eval_cuts(cuts: Optional[str], kaldi_dir: Optional[str], manifest_dir: 
                    language: Optional[str], new_languages: tuple[str, ...] = ()) -> tuple[CutSet, bool]:
     """The cuts to score and whether they need features computed from audio."""
     if kaldi_dir:
-        recordings, supervisions, report = load_kaldi_dir(kaldi_dir, language, new_languages=new_languages)
+        recordings, supervisions, report = load_kaldi_dir(kaldi_dir, language, new_languages=new_languages,
+                                                          keep_empty_text=True)  # empty: non-speech
         log.info("%s: %s", kaldi_dir, report.summary())
         return CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(SAMPLING_RATE), True
     path = Path(cuts or Path(manifest_dir) / f"{prefix_name}_cuts_{part}.jsonl.gz")
@@ -67,7 +70,7 @@ def evaluate(
     metric: str = "auto",
     normalize: bool = True,
     num_workers: int = 2,
-    remove_whisper_encoder_input_length_restriction: bool = False,
+    remove_whisper_encoder_input_length_restriction: Optional[bool] = None,
     gen_args: GenArgs = GenArgs(),
 ) -> dict:
     """Transcribe a test set with a Whisper model and score it.
@@ -89,7 +92,9 @@ def evaluate(
         metric: auto (CER for zh/ja/th/lo/my/yue, WER otherwise), wer or cer.
         normalize: Whisper-style text normalisation of references and hypotheses before scoring.
         num_workers: dataloader worker processes.
-        remove_whisper_encoder_input_length_restriction: batches padded to their longest cut, padding masked.
+        remove_whisper_encoder_input_length_restriction: null: decode as the model was trained (recorded in its
+            generation config); true: un-padded (batches padded to their longest cut, the encoder run on that
+            length, padding masked); false: every input padded to 30 s.
         gen_args: decoding options.
     """
     start_total = time.perf_counter()
@@ -105,14 +110,16 @@ def evaluate(
         torch_dtype = torch.float32
     model, processor = load_whisper(model_path, local_files_only)
     model.to(device=device, dtype=torch_dtype).eval()
-    unpadded = remove_whisper_encoder_input_length_restriction
+    unpadded = resolve_unpadded(model.generation_config, remove_whisper_encoder_input_length_restriction, model_path)
     if unpadded:
         enable_unpadded_inputs(model)
+    log.info("decoding %s", "un-padded" if unpadded else "padded to 30 s")
 
     # 1. Data: sorted by duration so batches waste little.
     cutset, from_audio = load_eval_cuts(cuts, kaldi_dir, manifest_dir, prefix_name, part, default_language, known)
     cutset = cutset.sort_by_duration(ascending=False)
-    no_text = {c.id for c in cutset if not any(s.text for s in c.supervisions)}
+    nonspeech = {c.id for c in cutset if c.supervisions and all(s.text == "" for s in c.supervisions)}
+    no_text = {c.id for c in cutset if not any(s.text for s in c.supervisions)} - nonspeech
     if no_text:
         log.warning("%d cuts have no reference text; transcribed but not scored: %s", len(no_text), sorted(no_text)[:10])
 
@@ -125,17 +132,20 @@ def evaluate(
                          "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
 
     # 2. Transcribe; 3. score.
-    decoder = Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of)
-    hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part,
-                                   unpadded)
-    totals, lines, metric_name = score_cuts(cutset, hyps, no_text, language_of, metric, normalize)
+    decoder = Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of,
+                      unpadded)
+    hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part)
+    totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
     result = totals.rates()
     result["RTF"] = round(decoder.seconds / audio_seconds, 5)
     result.update(
         num_utts=len(cutset), num_unscored=len(no_text), audio_seconds=round(audio_seconds, 3), metric=metric_name,
+        unpadded=unpadded,
         RTF_total=round((time.perf_counter() - start_total) / audio_seconds, 5),
     )
+    expected = {c.id: None if c.id in nonspeech else language_of(c) for c in cutset}
+    result.update(quality_fields(hyps, nonspeech, expected, decoder.detected))
     out = Path(outdir)
     with atomic_path(out / f"recogs-{part}.txt") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -155,17 +165,27 @@ class Decoder:
     dtype: torch.dtype
     kwargs: dict
     language_of: Callable
-    seconds: float = 0.0
 
-    def _timed(self, features, languages, kwargs, mask=None) -> list[str]:
+    unpadded: bool = False
+    seconds: float = 0.0
+    detected: dict = field(default_factory=dict)  # cut id -> language detected from its audio (cuts up to 30 s)
+
+    def _timed(self, features, languages, mask=None) -> tuple[list[str], list[str]]:
         start = time.perf_counter()
-        texts = transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages, kwargs,
-                                 None if mask is None else mask.to(self.device))
+        out = transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
+                               self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
         self.seconds += time.perf_counter() - start
-        return texts
+        return out
+
+    def _timed_long(self, feats, language) -> str:
+        start = time.perf_counter()
+        text = transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
+                                   self.device, self.dtype)
+        self.seconds += time.perf_counter() - start
+        return text
 
     def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
-                        num_workers: int, part: str, unpadded: bool = False) -> dict[str, str]:
+                        num_workers: int, part: str) -> dict[str, str]:
         """Hypotheses by cut id: cuts up to 30 s in batches, longer ones one by one in long form."""
         num_mel_bins = self.model.config.num_mel_bins
         short = cutset.filter(lambda c: c.duration <= MAX_INPUT_SECONDS).to_eager()
@@ -175,25 +195,27 @@ class Decoder:
             by_id = {c.id: c for c in short}
             loader = LhotseLoader(SimpleCutSampler(short, max_cuts=max_cuts, max_duration=max_duration),
                                   WhisperDataset(None, on_the_fly_feats=from_audio, num_mel_bins=num_mel_bins,
-                                                 unpadded=unpadded), num_workers)
+                                                 unpadded=self.unpadded), num_workers)
             for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
                 languages = [self.language_of(by_id[i]) for i in batch["cut_ids"]]
-                texts = self._timed(batch["input_features"], languages, self.kwargs, batch.get("attention_mask"))
+                texts, detected = self._timed(batch["input_features"], languages, batch.get("attention_mask"))
                 hyps.update(zip(batch["cut_ids"], texts))
+                self.detected.update(zip(batch["cut_ids"], detected))
         extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
         for cut in tqdm(long, desc=f"eval {part} (over 30 s)", unit="cut"):
-            feats, mask = long_form_features(cut, extractor, self.dtype)
-            hyps[cut.id] = self._timed(feats, [self.language_of(cut)], {**self.kwargs, "return_timestamps": True}, mask)[0]
+            hyps[cut.id] = self._timed_long(load_cut_features(cut, extractor), self.language_of(cut))
         return hyps
 
 
-def score_cuts(cutset: CutSet, hyps: dict[str, str], no_text: set[str], language_of: Callable, metric: str,
-               normalize: bool) -> tuple[ErrorCounts, list[str], str]:
-    """Summed error counts, the recogs lines (REF, HYP, ALI per cut, by id) and the metric's name."""
+def score_cuts(cutset: CutSet, hyps: dict[str, str], no_text: set[str], nonspeech: set[str], language_of: Callable,
+               metric: str, normalize: bool) -> tuple[ErrorCounts, list[str], str]:
+    """Summed error counts, the recogs lines (REF, HYP, ALI per cut, by id) and the metric's name.
+    Cuts without a reference and non-speech cuts are listed, not scored."""
     totals, lines, metrics_used = ErrorCounts(), [], set()
     for cut in sorted(cutset, key=lambda c: c.id):
-        if cut.id in no_text:
-            lines.append(f"{cut.id}:\tHYP: {hyps[cut.id]}\t(no reference)")
+        if cut.id in no_text or cut.id in nonspeech:
+            kind = "non-speech" if cut.id in nonspeech else "no reference"
+            lines.append(f"{cut.id}:\tHYP: {hyps[cut.id]}\t({kind})")
             continue
         language = language_of(cut)
         ref, hyp = " ".join(s.text for s in cut.supervisions if s.text), hyps[cut.id]

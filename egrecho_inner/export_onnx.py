@@ -2,7 +2,8 @@
 
 Three graphs, named as Hugging Face Optimum names them so existing runtimes recognise them:
 
-- ``encoder_model.onnx``: ``input_features (B, n_mels, 3000)`` -> ``last_hidden_state (B, 1500, d)``
+- ``encoder_model.onnx``: ``input_features (B, n_mels, 3000)`` -> ``last_hidden_state (B, 1500, d)``; a model
+  trained un-padded (``egrecho_inner.unpadded``) takes any even number of frames ``T <= 3000`` -> ``T/2``
 - ``decoder_model.onnx``: first step: ``input_ids, encoder_hidden_states`` -> ``logits`` and the
   ``present.{i}.{decoder,encoder}.{key,value}`` cache (self- and cross-attention, per layer)
 - ``decoder_with_past_model.onnx``: later steps: ``input_ids`` and ``past_key_values.{i}.*`` ->
@@ -24,6 +25,7 @@ from transformers.cache_utils import EncoderDecoderCache
 
 from egrecho_inner.constants import N_FRAMES
 from egrecho_inner.model import check_model_source, load_whisper, save_processor
+from egrecho_inner.unpadded import enable_unpadded_inputs, trained_unpadded
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -92,28 +94,32 @@ def export_onnx(model_path: str, output_dir: str, opset: int = 18) -> str:
         raise ValueError(f"{model_path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper)")
     model, processor = load_whisper(model_path, local_files_only=True)
     model = model.float().eval()
+    unpadded = trained_unpadded(model.generation_config)
+    if unpadded:  # one utterance at a time at its own length: no padding, so no mask needed
+        enable_unpadded_inputs(model)
     layers = model.config.decoder_layers
-    # example inputs: batch 2 and 3 prompt tokens, so neither size is taken for a constant
-    features = torch.randn(2, model.config.num_mel_bins, N_FRAMES)
+    # example inputs: batch 2, 3 prompt tokens (and, un-padded, 1000 frames), so no size becomes a constant
+    features = torch.randn(2, model.config.num_mel_bins, 1000 if unpadded else N_FRAMES)
     ids = torch.full((2, 3), model.config.decoder_start_token_id, dtype=torch.long)
     with torch.no_grad():
         hidden = model.get_encoder()(features).last_hidden_state
         past = _Decoder(model, with_past=False)(ids, hidden)[1:]
 
-    b, t, p = "batch_size", "decoder_sequence_length", "past_sequence_length"
+    b, t, p, e = "batch_size", "decoder_sequence_length", "past_sequence_length", "encoder_sequence_length"
+    frames = {0: b, 2: "frames"} if unpadded else {0: b}
     present, present_self = cache_names("present", layers), cache_names("present", layers, CACHE_KINDS[:2])
     past_names = cache_names("past_key_values", layers)
     jobs = [  # module, example inputs, file, input names, output names, dynamic axes
         (_Encoder(model), (features,), ENCODER_FILE, ["input_features"], ["last_hidden_state"],
-         {"input_features": {0: b}, "last_hidden_state": {0: b}}),
+         {"input_features": frames, "last_hidden_state": {0: b, 1: e}}),
         (_Decoder(model, False), (ids, hidden), DECODER_FILE, ["input_ids", "encoder_hidden_states"],
          ["logits", *present],
-         {"input_ids": {0: b, 1: t}, "encoder_hidden_states": {0: b}, "logits": {0: b, 1: t},
-          **{n: {0: b, 2: t} if ".decoder." in n else {0: b} for n in present}}),
+         {"input_ids": {0: b, 1: t}, "encoder_hidden_states": {0: b, 1: e}, "logits": {0: b, 1: t},
+          **{n: {0: b, 2: t} if ".decoder." in n else {0: b, 2: e} for n in present}}),
         (_Decoder(model, True), (ids[:, :1], *past), DECODER_WITH_PAST_FILE, ["input_ids", *past_names],
          ["logits", *present_self],
          {"input_ids": {0: b}, "logits": {0: b}, **{n: {0: b, 2: f"{p} + 1"} for n in present_self},
-          **{n: {0: b, 2: p} if ".decoder." in n else {0: b} for n in past_names}}),
+          **{n: {0: b, 2: p} if ".decoder." in n else {0: b, 2: e} for n in past_names}}),
     ]
     # TorchScript exporter: torch.export (dynamo=True) silently fixes the cache length of transformers'
     # Whisper decoder to the example's, so a with-past graph from it fails at the next step.

@@ -148,6 +148,7 @@ def _read_segments(path: Path) -> dict[str, tuple[str, float, float, int]]:
 def load_kaldi_dir(
     kaldi_dir: Pathlike, default_language: Optional[str] = None, num_jobs: int = 1,
     new_languages: tuple[str, ...] = (),
+    keep_empty_text: bool = False,
 ) -> tuple[RecordingSet, SupervisionSet, SkipReport]:
     """Turn a Kaldi data dir into validated lhotse manifests.
 
@@ -157,6 +158,8 @@ def load_kaldi_dir(
             there is no ``utt2lang``).
         num_jobs: threads used to read audio headers.
         new_languages: codes accepted besides Whisper's (languages added by ``new_language``).
+        keep_empty_text: keep utterances whose transcript is empty (non-speech: noise, silence) with text
+            ``""`` instead of skipping them; evaluation scores them apart (``egrecho_inner.quality``).
 
     Returns:
         recordings, supervisions and the report of what was skipped and why.
@@ -203,7 +206,7 @@ def load_kaldi_dir(
             report.add("no language", utt_id, f"not in {utt2lang_path} and no --language given")
             continue
         text = normalize_transcript(texts[utt_id].value, language)
-        if not text:
+        if not text and not keep_empty_text:
             report.add("empty text", utt_id, f"{kaldi_dir / 'text'}:{texts[utt_id].lineno}")
             continue
         reco = recordings[reco_id]

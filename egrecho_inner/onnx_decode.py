@@ -54,7 +54,8 @@ class OnnxWhisper:
         return prompt_ids(self.generation, language, task)
 
     def encode(self, features: np.ndarray) -> np.ndarray:
-        """Encoder output ``(B, 1500, d)`` of log-mel features ``(B, n_mels, 3000)``."""
+        """Encoder output ``(B, T/2, d)`` of log-mel features ``(B, n_mels, T)``: T is 3000, or for a model
+        trained un-padded any even count up to 3000."""
         return self.encoder.run(None, {"input_features": features.astype(np.float32)})[0]
 
     def detect_language(self, hidden: np.ndarray) -> list[str]:

@@ -21,7 +21,7 @@ from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train
 from egrecho_inner.dataset import WhisperLabeler
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.new_language import add_language
-from egrecho_inner.unpadded import enable_unpadded_inputs
+from egrecho_inner.unpadded import enable_unpadded_inputs, mark_trained_unpadded
 from egrecho_inner.utils import atomic_path, setup_logging
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
 
     # 3. Model: LoRA / frozen parts from the script's hook.
     model, callbacks = prepare_model(model, args, total_steps)
+    mark_trained_unpadded(model, args.remove_whisper_encoder_input_length_restriction)
     if args.remove_whisper_encoder_input_length_restriction:
         enable_unpadded_inputs(model)
     if args.gradient_checkpointing:

@@ -10,12 +10,13 @@ from typing import Iterator, Optional
 import torch
 from lhotse import Recording
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_features, transcribe_batch, whisper_windows
-from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_features, whisper_windows
+from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
+from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 
 log = logging.getLogger(__name__)
 ENGINES = ("hf", "ct2", "onnx")
@@ -43,8 +44,12 @@ def transcribe(
     num_beams: int = 1,
     device: str = "auto",
     compute_type: str = "default",
+    remove_whisper_encoder_input_length_restriction: Optional[bool] = None,
 ) -> list[tuple[str, str]]:
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
+
+    A model trained un-padded (recorded in its generation config, and carried by both exports) is
+    decoded un-padded by every engine: the encoder runs on the audio's own length, not 30 s.
 
     Args:
         model_path: a transformers Whisper dir (engine hf), a CTranslate2 dir (engine ct2, see export-ct2)
@@ -56,45 +61,47 @@ def transcribe(
         num_beams: beam size (1: greedy).
         device: auto (GPU if there is one), cpu or cuda.
         compute_type: ct2 only: default, float32, int8, float16, ...
+        remove_whisper_encoder_input_length_restriction: null: as the model was trained; true/false: force
+            un-padded or padded decoding.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     language = resolve_language(language, "--language", model_languages(model_path)) if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    generation_file = Path(model_path) / "generation_config.json"
+    generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
+    unpadded = resolve_unpadded(generation, remove_whisper_encoder_input_length_restriction, model_path)
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder}[engine]
     results = []
-    for utt_id, text in decode(model_path, iter_audio(audio), language, task, num_beams, device, compute_type):
+    recordings = iter_audio(audio)
+    for utt_id, text in decode(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
         print(f"{utt_id}\t{text}", flush=True)
         results.append((utt_id, text))
     return results
 
 
-def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type):
+def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded):
     from egrecho_inner.model import load_whisper
 
     model, processor = load_whisper(model_path, local_files_only=True)
     model.to(device).eval()
+    if unpadded:
+        enable_unpadded_inputs(model)
     extractor = make_fbank_extractor(model.config.num_mel_bins)
     kwargs = generate_kwargs(GenArgs(task=task, num_beams=num_beams), processor, device)
     for utt_id, recording in recordings:
-        cut = recording.to_cut()
-        if cut.duration > MAX_INPUT_SECONDS:
-            feats, mask = long_form_features(cut, extractor, torch.float32)
-            text = transcribe_batch(model, processor, feats.to(device), [language],
-                                    {**kwargs, "return_timestamps": True}, mask.to(device))[0]
-        else:
-            feats = pad_to_whisper_input(load_cut_features(cut, extractor))[None]
-            text = transcribe_batch(model, processor, feats.to(device), [language], kwargs)[0]
-        yield utt_id, text
+        feats = load_cut_features(recording.to_cut(), extractor)
+        yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device)
 
 
-def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type):
+def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
     from faster_whisper import WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
         raise FileNotFoundError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
-    if language is not None and language not in WHISPER_LANGUAGE_CODES:  # faster-whisper knows Whisper's only
-        yield from _ct2_added_language(model_path, recordings, language, task, num_beams, device, compute_type)
+    # faster-whisper pads every window to 30 s and knows Whisper's languages only: CTranslate2 directly otherwise
+    if unpadded or (language is not None and language not in WHISPER_LANGUAGE_CODES):
+        yield from _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded)
         return
     model = WhisperModel(model_path, device=device, compute_type=compute_type)
     for utt_id, recording in recordings:
@@ -104,7 +111,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
         yield utt_id, " ".join(s.text.strip() for s in segments).strip()
 
 
-def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type):
+def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded):
     from transformers import AutoTokenizer
 
     from egrecho_inner.onnx_decode import OnnxWhisper
@@ -117,27 +124,29 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
     extractor = make_fbank_extractor(num_mel_bins)
     for utt_id, recording in recordings:
         # audio over 30 s: consecutive 30 s windows, each decoded on its own (no timestamps)
-        windows = whisper_windows(load_cut_features(recording.to_cut(), extractor))
-        hidden = model.encode(windows)
-        languages = [language] * len(windows) if language else model.detect_language(hidden)
-        texts = [tokenizer.decode(model.greedy(hidden[i : i + 1], model.prompt(lang, task))[0], skip_special_tokens=True)
-                 for i, lang in enumerate(languages)]
+        texts = []
+        for window in whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded):
+            hidden = model.encode(window)
+            lang = language or model.detect_language(hidden)[0]
+            texts.append(tokenizer.decode(model.greedy(hidden, model.prompt(lang, task))[0], skip_special_tokens=True))
         yield utt_id, " ".join(t.strip() for t in texts if t.strip())
 
 
-def _ct2_added_language(model_path, recordings, language, task, num_beams, device, compute_type):
-    """CTranslate2 directly, for a language added by fine-tuning: 30 s windows, prompt with its token."""
+def _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
+    """CTranslate2 directly, window by window: for un-padded models (CTranslate2's encoder takes fewer than
+    3000 frames) and for languages added by fine-tuning (prompt with their token)."""
     import ctranslate2
-    import numpy as np
     from transformers import AutoTokenizer
 
-    prompt = prompt_ids(json.loads((Path(model_path) / "generation_config.json").read_text()), language, task)
+    generation = json.loads((Path(model_path) / "generation_config.json").read_text())
     model = ctranslate2.models.Whisper(model_path, device=device, compute_type=compute_type)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     extractor = make_fbank_extractor(model.n_mels)
     for utt_id, recording in recordings:
-        windows = whisper_windows(load_cut_features(recording.to_cut(), extractor))
-        results = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(windows)),
-                                 [prompt] * len(windows), beam_size=num_beams)
-        texts = [tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+        texts = []
+        for window in whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded):
+            features = ctranslate2.StorageView.from_array(window)
+            lang = language or model.detect_language(features)[0][0][0][2:-2]
+            result = model.generate(features, [prompt_ids(generation, lang, task)], beam_size=num_beams)[0]
+            texts.append(tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True).strip())
         yield utt_id, " ".join(t for t in texts if t)

@@ -4,7 +4,14 @@
 Usage:
     ./local/write_results.py --name base-lora --model pretrained/whisper-base \
         --original exp/whisper-base/orig/errs-test.json --tuned exp/whisper-base/lora/errs-test.json \
-        --output exp/whisper-base/RESULTS.md [--wall_seconds 1500] [--notes "..."]
+        --output exp/whisper-base/RESULTS.md [--wall_seconds 1500] [--notes "..."] \
+        [--retention_original exp/whisper-base/orig/errs-en.json --retention_tuned exp/whisper-base/lora/errs-en.json] \
+        [--nonspeech_original exp/whisper-base/orig/errs-nonspeech.json --nonspeech_tuned ...] [--loss_curve loss.png]
+
+The first table is the original recipe's (WER before and after on the target test set); the second
+puts next to it what else the fine-tune changed: WER on a language it did not target (retention),
+language identification on both, text written on non-speech clips and runaway repetition (the fields
+of ``egrecho_inner.quality``).
 """
 
 from __future__ import annotations
@@ -24,8 +31,41 @@ def _percent(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _decoding(errs: dict) -> str:
+    return "un-padded" if errs.get("unpadded") else "padded to 30 s"
+
+
+def _rate(value: Optional[float]) -> str:
+    return "n/a" if value is None else _percent(value)
+
+
+def side_effects_table(before: dict, after: dict, retention: Optional[tuple[dict, dict]],
+                       nonspeech: Optional[tuple[dict, dict]]) -> list[str]:
+    """Markdown rows: retention WER, language identification, non-speech text, repetition; before/after."""
+    rows = [("language identification accuracy, target test set", before["lid_accuracy"], after["lid_accuracy"]),
+            ("outputs with runaway repetition (compression ratio > 2.4), target test set",
+             before["repetition_rate"], after["repetition_rate"])]
+    if retention:
+        rows = [(f"{retention[0]['metric'].upper()}, retained language (not fine-tuned on)",
+                 retention[0]["error_rate"], retention[1]["error_rate"]),
+                ("language identification accuracy, retained language",
+                 retention[0]["lid_accuracy"], retention[1]["lid_accuracy"])] + rows
+    if nonspeech:
+        rows.append((f"non-speech clips that got any text ({nonspeech[1]['nonspeech_cuts']} clips)",
+                     nonspeech[0]["nonspeech_with_text"], nonspeech[1]["nonspeech_with_text"]))
+    lines = ["| what else changed (%) | original | fine-tuned |", "| :----- | ---: | ---: |"]
+    return lines + [f"| {label} | {_rate(a)} | {_rate(b)} |" for label, a, b in rows]
+
+
+def _load(path: Optional[str]) -> Optional[dict]:
+    return json.loads(Path(path).read_text()) if path else None
+
+
 def write_results(name: str, model: str, original: str, tuned: str, output: str,
-                  wall_seconds: Optional[float] = None, notes: str = "") -> str:
+                  wall_seconds: Optional[float] = None, notes: str = "",
+                  retention_original: Optional[str] = None, retention_tuned: Optional[str] = None,
+                  nonspeech_original: Optional[str] = None, nonspeech_tuned: Optional[str] = None,
+                  loss_curve: Optional[str] = None) -> str:
     """Render and save the table; returns it.
 
     Args:
@@ -36,6 +76,11 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         output: the Markdown file to write.
         wall_seconds: wall time of the whole run, if known.
         notes: free text appended under the table.
+        retention_original: errs-<part>.json of the original on a language the fine-tune did not target.
+        retention_tuned: the same for the fine-tuned model.
+        nonspeech_original: errs-<part>.json of the original on non-speech clips.
+        nonspeech_tuned: the same for the fine-tuned model.
+        loss_curve: a picture to link under the tables (path relative to the output's dir).
     """
     from safetensors import safe_open
 
@@ -52,10 +97,16 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         "",
         f"{metric} in %, on {after['num_utts']} test utterances ({after['total']} reference units, "
         f"{after['audio_seconds']:.0f} s of audio); relative reduction {100 * relative:.1f}%; "
-        f"RTF {before['RTF']} before, {after['RTF']} after.",
+        f"RTF {before['RTF']} before ({_decoding(before)}), {after['RTF']} after ({_decoding(after)}).",
     ]
+    if "lid_accuracy" in after:  # written by an egrecho eval that reports egrecho_inner.quality's fields
+        pair = lambda a, b: (_load(a), _load(b)) if a and b else None  # noqa: E731
+        lines += [""] + side_effects_table(before, after, pair(retention_original, retention_tuned),
+                                           pair(nonspeech_original, nonspeech_tuned))
+    if loss_curve:
+        lines += ["", f"![training and validation loss]({loss_curve})"]
     if wall_seconds is not None:
-        lines.append(f"Wall time of the whole run: {wall_seconds / 60:.1f} min.")
+        lines += ["", f"Wall time of the whole run: {wall_seconds / 60:.1f} min."]
     if notes:
         lines += ["", notes]
     text = "\n".join(lines) + "\n"

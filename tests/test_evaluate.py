@@ -10,12 +10,14 @@ import jiwer
 import pytest
 from lhotse import CutSet
 
+from egrecho_inner.quality import compression_ratio, quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, normalize_text, scoring_units
 from tests.conftest import espeak, write_kaldi_dir
 
 pytestmark = pytest.mark.slow
 ERRS_KEYS = {"error_rate", "ins_rate", "del_rate", "sub_rate", "total", "RTF", "num_utts", "num_unscored",
-             "audio_seconds", "metric", "RTF_total"}
+             "audio_seconds", "metric", "RTF_total", "unpadded", "lid_accuracy", "lid_cuts", "repetition_rate",
+             "nonspeech_cuts", "nonspeech_with_text"}
 
 
 def egrecho(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
@@ -117,11 +119,62 @@ def test_long_audio_transcribed_and_missing_text_counted(tiny_model, tmp_path):
     assert "over 30 s" in proc.stderr  # the long-form progress bar ran
 
     cuts = CutSet.from_cuts(list(load_manifest_from_kaldi(tmp_path)))
-    cuts[0].supervisions[0].text = ""
+    cuts[0].supervisions[0].text = None  # no reference (an empty string would mean non-speech)
     cuts.to_file(tmp_path / "notext.jsonl.gz")
     egrecho(*eval_args(tiny_model, tmp_path / "exp2", "--cuts", str(tmp_path / "notext.jsonl.gz"), "--on_the_fly_feats", "true"))
     result = json.loads((tmp_path / "exp2/errs-test.json").read_text())
     assert result["num_unscored"] == 1 and "(no reference)" in (tmp_path / "exp2/recogs-test.txt").read_text()
+    assert result["nonspeech_cuts"] == 0 and result["nonspeech_with_text"] is None
+
+
+def test_quality_fields_by_hand():
+    looping = "và và và và và và và và và và và và và và và và và và và và và và"
+    assert compression_ratio("Chúng tôi đi học ở trường mỗi sáng.") < 2.4 < compression_ratio(looping)
+    hyps = {"a": "xin chào", "b": looping, "n1": "", "n2": "cảm ơn", "n3": "  "}
+    fields = quality_fields(hyps, nonspeech={"n1", "n2", "n3"},
+                            expected_languages={"a": "vi", "b": "vi", "n1": None, "n2": None, "n3": None},
+                            detected_languages={"a": "vi", "b": "en", "n1": "en"})
+    assert fields == {"lid_accuracy": 0.5, "lid_cuts": 2, "repetition_rate": 0.2, "nonspeech_cuts": 3,
+                      "nonspeech_with_text": round(1 / 3, 5)}
+
+
+def test_nonspeech_and_language_identification(tiny_model, tmp_path):
+    """Empty Kaldi transcripts are non-speech clips, scored apart; detected languages match HF's own."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+    from lhotse import Recording
+    from transformers import WhisperForConditionalGeneration
+
+    from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "silence.wav", np.zeros(32000), 16000)
+    sf.write(tmp_path / "noise.wav", 0.1 * rng.standard_normal(48000), 16000)
+    utts = {
+        "speech-vi": (espeak(tmp_path / "vi.wav", "xin chào các bạn"), "xin chào các bạn", "vi"),
+        "speech-en": (espeak(tmp_path / "en.wav", "good morning everyone", voice="en"), "good morning everyone", "en"),
+        "silence": (str(tmp_path / "silence.wav"), "", "vi"),
+        "noise": (str(tmp_path / "noise.wav"), "", "vi"),
+    }
+    write_kaldi_dir(tmp_path / "kaldi", utts)
+    egrecho(*eval_args(tiny_model, tmp_path / "exp", "--kaldi_dir", str(tmp_path / "kaldi")))
+    result = json.loads((tmp_path / "exp/errs-test.json").read_text())
+    rows = recogs(tmp_path / "exp/recogs-test.txt")
+    nonspeech = [r for r in rows.values() if "(non-speech)" in r["HYP"]]
+    assert result["num_utts"] == 4 and result["nonspeech_cuts"] == len(nonspeech) == 2 and result["num_unscored"] == 0
+    with_text = sum(bool(r["HYP"].rsplit("\t", 1)[0].strip()) for r in nonspeech)
+    assert result["nonspeech_with_text"] == with_text / 2
+    # language identification: the cut's language against transformers' own detection on padded features
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_model).eval()
+    id_to_code = {i: t[2:-2] for t, i in model.generation_config.lang_to_id.items()}
+    hits = 0
+    for wav, language in ((tmp_path / "vi.wav", "vi"), (tmp_path / "en.wav", "en")):
+        audio = Recording.from_file(wav).resample(16000).load_audio()[0]
+        feats = pad_to_whisper_input(torch.as_tensor(make_fbank_extractor(80).extract(audio, 16000)))[None]
+        with torch.inference_mode():
+            hits += id_to_code[int(model.detect_language(feats)[0])] == language
+    assert result["lid_cuts"] == 2 and result["lid_accuracy"] == hits / 2
 
 
 def load_manifest_from_kaldi(tmp_path):

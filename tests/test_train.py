@@ -158,3 +158,23 @@ def test_adalora_reallocates_ranks(prepared_demo, tiny_model, tmp_path, monkeypa
     kept = [sum(mask) for mask in pattern.values()]
     assert min(kept) < 12  # init_r 12: some ranks were pruned towards target_r 4
     assert (tmp_path / "ada/checkpoint-final/adapter_config.json").is_file()
+
+
+def test_unpadded_training_is_recorded(prepared_demo, tiny_model, tmp_path, monkeypatch):
+    """The adapter, its merge and a full fine-tune's checkpoints say how they were trained."""
+    from egrecho_inner.merge_lora import merge_lora_whisper
+    from egrecho_inner.unpadded import UNPADDED_KEY
+
+    def recorded(model_dir: Path) -> bool:
+        return json.loads((model_dir / "generation_config.json").read_text())[UNPADDED_KEY]
+
+    monkeypatch.chdir(prepared_demo)
+    train(lora, prepared_demo, tiny_model, tmp_path / "lora", max_steps=2,
+          remove_whisper_encoder_input_length_restriction=True)
+    assert recorded(tmp_path / "lora/checkpoint-final") is True
+    assert recorded(Path(merge_lora_whisper(str(tmp_path / "lora/checkpoint-final")))) is True
+    train(full, prepared_demo, tiny_model, tmp_path / "full", max_steps=2, save_steps=1, eval_steps=1,
+          remove_whisper_encoder_input_length_restriction=True)
+    assert recorded(tmp_path / "full/checkpoint-final") is True and recorded(tmp_path / "full/checkpoint-1") is True
+    train(full, prepared_demo, tiny_model, tmp_path / "padded", max_steps=1)
+    assert recorded(tmp_path / "padded/checkpoint-final") is False

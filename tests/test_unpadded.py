@@ -1,17 +1,46 @@
-"""Un-padded Whisper: padding in a batch does not leak into any cut's loss; off means plain Whisper."""
+"""Un-padded Whisper: padding in a batch does not leak into any cut's loss or decoding; off means plain
+Whisper; a model trained un-padded is decoded un-padded by eval, transcribe and both exports."""
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
+from pathlib import Path
 
+import ctranslate2
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
-from lhotse import CutSet, load_manifest
+from lhotse import CutSet, Recording, load_manifest
 from transformers import WhisperForConditionalGeneration
 
-from egrecho_inner.constants import IGNORE_INDEX
+from egrecho_inner.constants import IGNORE_INDEX, N_FRAMES
 from egrecho_inner.dataset import WhisperDataset, WhisperLabeler
-from egrecho_inner.unpadded import enable_unpadded_inputs
+from egrecho_inner.decode import (
+    GenArgs,
+    generate_batch,
+    generate_kwargs,
+    transcribe_batch,
+    transcribe_features,
+    unpadded_windows,
+)
+from egrecho_inner.evaluate import evaluate
+from egrecho_inner.export_ct2 import export_ct2
+from egrecho_inner.export_onnx import export_onnx
+from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.model import load_whisper, save_processor
+from egrecho_inner.onnx_decode import OnnxWhisper
+from egrecho_inner.transcribe import transcribe
+from egrecho_inner.unpadded import (
+    UNPADDED_KEY,
+    enable_unpadded_inputs,
+    mark_trained_unpadded,
+    resolve_unpadded,
+    trained_unpadded,
+)
+from tests.conftest import espeak
 
 
 def per_cut_loss(model, batch) -> torch.Tensor:
@@ -45,7 +74,6 @@ def test_padding_does_not_leak(cuts, tiny_model, whisper_tokenizer):
     assert torch.allclose(together, alone, atol=1e-4), (together, alone)
     # without the masks the padding would change the shorter cuts' losses
     unmasked = {k: v for k, v in batch.items() if k != "attention_mask"}
-    model.base_model.encoder._unpadded_masks.frames = None
     assert not torch.allclose(per_cut_loss(model, unmasked)[:2], alone[:2], atol=1e-4)
 
 
@@ -56,3 +84,120 @@ def test_off_is_plain_whisper(cuts, tiny_model, whisper_tokenizer):
     batch = WhisperDataset(WhisperLabeler(whisper_tokenizer))[cuts]
     assert batch["input_features"].shape[-1] == 3000 and "attention_mask" not in batch
     assert torch.allclose(per_cut_loss(plain, batch), per_cut_loss(adapted, batch), atol=1e-6)
+
+
+# --- decoding un-padded: the model says how it was trained, every engine honours it ---------------------
+
+
+@pytest.fixture(scope="module")
+def unpadded_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model saved as an un-padded fine-tune saves it (its generation config records it)."""
+    model, processor = load_whisper(str(tiny_model))
+    mark_trained_unpadded(model, True)
+    out = tmp_path_factory.mktemp("unpadded") / "tiny-unpadded"
+    model.save_pretrained(out)
+    save_processor(processor, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> list[Path]:
+    """Three utterances of different lengths."""
+    root = tmp_path_factory.mktemp("wavs")
+    texts = ["xin chào", "xin chào các bạn", "hôm nay trời đẹp quá, chúng ta đi chơi nhé"]
+    return [espeak(root / f"u{i}.wav", text, speed=130) for i, text in enumerate(texts)]
+
+
+def fbank(wav: Path) -> torch.Tensor:
+    audio = Recording.from_file(wav).resample(16000).load_audio()[0]
+    return torch.as_tensor(make_fbank_extractor(80).extract(audio, 16000))  # (T, n_mels)
+
+
+@pytest.mark.parametrize("num_beams,language", [(1, "vi"), (3, "vi"), (1, None)])
+def test_mixed_batch_decodes_like_each_alone(unpadded_model, wavs, num_beams, language):
+    model, processor = load_whisper(str(unpadded_model))
+    model.eval()
+    enable_unpadded_inputs(model)
+    frames_seen = []
+    model.get_encoder().register_forward_pre_hook(lambda module, args: frames_seen.append(args[0].shape[-1]))
+    feats = [fbank(w) for w in wavs]
+    longest = max(f.shape[0] for f in feats)
+    longest += longest % 2
+    batch = torch.stack([pad_to_whisper_input(f, longest) for f in feats])  # (B, n_mels, longest)
+    mask = torch.zeros(len(feats), longest, dtype=torch.long)
+    for i, f in enumerate(feats):
+        mask[i, : f.shape[0]] = 1
+    kwargs = {**generate_kwargs(GenArgs(num_beams=num_beams), processor, "cpu"), "max_new_tokens": 12}
+    together, detected = transcribe_batch(model, processor, batch, [language] * 3, kwargs, mask, unpadded=True)
+    assert frames_seen == [longest] and longest < N_FRAMES  # the encoder ran on the batch's length, not 3000
+    alone = [transcribe_features(model, processor, f, language, kwargs, unpadded=True, device="cpu") for f in feats]
+    assert together == alone and all(together)
+    alone_detected = [transcribe_batch(model, processor, *unpadded_windows(f)[:1], [language], kwargs,
+                                       unpadded_windows(f)[1], unpadded=True)[1][0] for f in feats]
+    assert detected == alone_detected
+
+
+def test_long_audio_unpadded_windows(unpadded_model, wavs, tmp_path):
+    """40 s: a 30 s window and an un-padded 10 s one, each decoded as if it were its own file."""
+    audio, sr = sf.read(wavs[2])
+    long = np.tile(audio, int(np.ceil(40 * sr / len(audio))))[: 40 * sr]
+    for name, part in (("long", long), ("first", long[: 30 * sr]), ("rest", long[30 * sr :])):
+        sf.write(tmp_path / f"{name}.wav", part, sr)
+    whole, first, rest = (transcribe(str(unpadded_model), [str(tmp_path / f"{n}.wav")], language="vi")[0][1]
+                          for n in ("long", "first", "rest"))
+    assert whole == f"{first} {rest}" and rest
+
+
+def test_exports_decode_unpadded_like_transformers(unpadded_model, wavs, tmp_path):
+    export_onnx(str(unpadded_model), str(tmp_path / "onnx"))
+    export_ct2(str(unpadded_model), str(tmp_path / "ct2"))
+    assert trained_unpadded(json.loads((tmp_path / "ct2/generation_config.json").read_text()))
+    model = WhisperForConditionalGeneration.from_pretrained(unpadded_model).eval()
+    enable_unpadded_inputs(model)
+    runtime = OnnxWhisper(str(tmp_path / "onnx"))
+    ct2 = ctranslate2.models.Whisper(str(tmp_path / "ct2"), device="cpu", compute_type="float32")
+    prompt = runtime.prompt("vi")
+    for wav in wavs:  # each utterance at its own length: the exported encoders take any even frame count
+        feats = fbank(wav)
+        feats = pad_to_whisper_input(feats, feats.shape[0] + feats.shape[0] % 2)[None]  # (1, n_mels, T)
+        with torch.inference_mode():
+            hidden = model.get_encoder()(feats).last_hidden_state.numpy()
+            expected, _ = generate_batch(model, feats, None, True, "vi", task="transcribe", max_new_tokens=30)
+        expected = [t for t in expected[0].tolist() if t != runtime.generation["eos_token_id"]]
+        ours = runtime.encode(feats.numpy())
+        assert ours.shape == hidden.shape and ours.shape[1] < 1500 and np.abs(ours - hidden).max() < 1e-4
+        assert runtime.greedy(ours, prompt, max_new_tokens=30)[0] == expected and len(expected) >= 5
+        storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy()))
+        # CTranslate2 generates at most max_length / 2 tokens (OpenAI's sample_len = n_text_ctx // 2)
+        assert ct2.generate(storage, [prompt], beam_size=1, max_length=60)[0].sequences_ids[0] == expected
+    # transcribe: every engine reads the property from its dir and decodes un-padded (the random model's
+    # outputs run to the 448-token limit, where float differences may tell them apart: compare their start)
+    files = [str(w) for w in wavs]
+    hf = transcribe(str(unpadded_model), files, language="vi")
+    padded = transcribe(str(unpadded_model), files, language="vi", remove_whisper_encoder_input_length_restriction=False)
+    assert padded != hf
+    for engine, path in (("onnx", tmp_path / "onnx"), ("ct2", tmp_path / "ct2")):
+        theirs = transcribe(str(path), files, engine=engine, language="vi", compute_type="float32")
+        assert [(u, t.split()[:10]) for u, t in theirs] == [(u, t.split()[:10]) for u, t in hf], engine
+
+
+def test_decoded_as_trained_unless_forced(caplog):
+    padded, unpadded = {}, {UNPADDED_KEY: True}
+    assert resolve_unpadded(padded, None, "m") is False and resolve_unpadded(unpadded, None, "m") is True
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        assert resolve_unpadded(padded, True, "m-padded") is True
+        assert resolve_unpadded(unpadded, False, "m-unpadded") is False
+    messages = [r.getMessage() for r in caplog.records]
+    assert "m-padded was trained on inputs padded to 30 s" in messages[0]
+    assert "m-unpadded was trained on inputs un-padded" in messages[1]
+
+
+def test_eval_reads_the_model(prepared_demo, tiny_model, unpadded_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(prepared_demo)
+    common = dict(num_workers=0, max_cuts=2, gen_args=GenArgs(max_new_tokens=6))
+    assert evaluate(model_path=str(tiny_model), outdir=str(tmp_path / "a"), **common)["unpadded"] is False
+    assert evaluate(model_path=str(unpadded_model), outdir=str(tmp_path / "b"), **common)["unpadded"] is True
+    forced = evaluate(model_path=str(tiny_model), outdir=str(tmp_path / "c"),
+                      remove_whisper_encoder_input_length_restriction=True, **common)
+    assert forced["unpadded"] is True

@@ -1,0 +1,43 @@
+"""What a fine-tune did to the model besides its WER: language identification, runaway repetition and
+text written on non-speech (the complaints users have about fine-tuned Whisper), as ``egrecho eval``
+fields.
+
+- ``lid_accuracy``: share of cuts whose language, detected from the audio (Whisper's language token
+  after ``<|startoftranscript|>``, not forced), is the cut's own; over ``lid_cuts`` cuts (up to 30 s).
+- ``repetition_rate``: share of outputs that loop, by Whisper's rule: the zlib compression ratio of the
+  text is above 2.4.
+- ``nonspeech_with_text``: share of the ``nonspeech_cuts`` (cuts whose reference is explicitly empty:
+  noise, silence) that got any text. None where a set has no such cuts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Optional
+
+REPETITION_COMPRESSION_RATIO = 2.4  # above it Whisper re-decodes hotter (compression_ratio_threshold)
+
+
+def compression_ratio(text: str) -> float:
+    """UTF-8 length over its zlib-compressed length (1.0 or so for ordinary text, high for loops)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _share(hits: int, total: int) -> Optional[float]:
+    return round(hits / total, 5) if total else None
+
+
+def quality_fields(hyps: dict[str, str], nonspeech: set[str], expected_languages: dict[str, Optional[str]],
+                   detected_languages: dict[str, str]) -> dict:
+    """The fields above, from hypotheses by cut id, the non-speech cut ids, each cut's language (None:
+    unknown) and the language detected for the cuts that were checked."""
+    checked = [c for c in detected_languages if expected_languages.get(c)]
+    lid_hits = sum(detected_languages[c] == expected_languages[c] for c in checked)
+    loops = sum(compression_ratio(h) > REPETITION_COMPRESSION_RATIO for h in hyps.values())
+    with_text = sum(bool(hyps[c].strip()) for c in nonspeech)
+    return {
+        "lid_accuracy": _share(lid_hits, len(checked)), "lid_cuts": len(checked),
+        "repetition_rate": _share(loops, len(hyps)),
+        "nonspeech_cuts": len(nonspeech), "nonspeech_with_text": _share(with_text, len(nonspeech)),
+    }
