@@ -4,11 +4,15 @@
 Usage:
     ./local/make_demo_data.py --out_dir data/kaldi/demo
     ./local/make_demo_data.py --out_dir data/kaldi/demo_multi --languages vi,en,zh --num_train 300
+    ./local/make_demo_data.py --out_dir data/kaldi/demo --languages vi --sentences data/text/vi.txt
 
-Sentences come from the word lists in ``local/demo_grammar.json``: every split shares the
-vocabulary but no sentence, and the test split is spoken by voice variants and at a speed that
-train and val never use, so a model can't pass by memorising. espeak-ng writes 22.05 kHz audio,
-which ``prepare.sh`` resamples to 16 kHz. Output: ``<out_dir>/{train,val,test}/{wav.scp,text,utt2lang}``
+Sentences come from the word lists in ``local/demo_grammar.json`` (every split shares the vocabulary
+but no sentence), or with ``--sentences`` from a file of natural text, one sentence per line (see
+``local/make_demo_text.py``), shuffled and cut into disjoint parts. Either way no sentence is in two
+splits, and the test split is spoken by voice variants and at a speed that train and val never use,
+so a model can't pass by memorising. ``<out_dir>/stats.json`` gives each split's size, vocabulary and
+the test split's out-of-vocabulary rate against train. espeak-ng writes 22.05 kHz audio, which
+``prepare.sh`` resamples to 16 kHz. Output: ``<out_dir>/{train,val,test}/{wav.scp,text,utt2lang}``
 and the audio under ``<out_dir>/wavs/``.
 """
 
@@ -40,6 +44,35 @@ def _sentences(spec: dict) -> list[tuple[str, str]]:
     return pairs
 
 
+def _text_sentences(path: str) -> list[tuple[str, str]]:
+    """(transcript, spoken text) pairs from a file of sentences, one per line, duplicates dropped."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    unique = sorted({" ".join(line.split()) for line in lines if line.strip()})
+    return [(s, s) for s in unique]
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,;:!?()\"'").lower() for w in text.split() if w.strip(".,;:!?()\"'")]
+
+
+def split_stats(texts: dict[str, list[str]]) -> dict:
+    """Utterances, distinct sentences and vocabulary per split; the test split's out-of-vocabulary rate
+    against train (share of test words never seen in train), the same for word pairs (in Vietnamese a
+    word is one syllable, so new pairs show new words better) and how many test sentences train holds."""
+    vocab = {split: {w for t in rows for w in _words(t)} for split, rows in texts.items()}
+    test_words = [w for t in texts["test"] for w in _words(t)]
+    oov = sum(w not in vocab["train"] for w in test_words)
+    train_pairs = {pair for t in texts["train"] for pair in zip(_words(t), _words(t)[1:])}
+    test_pairs = [pair for t in texts["test"] for pair in zip(_words(t), _words(t)[1:])]
+    return {
+        "splits": {split: {"utterances": len(rows), "sentences": len(set(rows)), "vocabulary": len(vocab[split])}
+                   for split, rows in texts.items()},
+        "test_oov_rate": round(oov / max(len(test_words), 1), 4),
+        "test_word_pair_oov_rate": round(sum(p not in train_pairs for p in test_pairs) / max(len(test_pairs), 1), 4),
+        "test_sentences_in_train": len(set(texts["test"]) & set(texts["train"])),
+    }
+
+
 def _synthesise(job: tuple[str, str, int, Path]) -> None:
     voice, spoken, speed, wav = job
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), spoken], check=True)
@@ -53,6 +86,7 @@ def make_demo_data(
     num_test: int = 40,
     seed: int = 0,
     num_jobs: int = 2,
+    sentences: str | None = None,
 ) -> None:
     """Write the demo corpus.
 
@@ -62,17 +96,20 @@ def make_demo_data(
         num_train: utterances in train (all languages together); likewise num_val, num_test.
         seed: picks the sentences, voices and speeds.
         num_jobs: parallel espeak-ng processes.
+        sentences: a text file, one sentence per line, to draw from instead of the word lists (one language).
     """
     grammar = json.loads(GRAMMAR_FILE.read_text(encoding="utf-8"))
     langs = [lang.strip() for lang in languages.split(",") if lang.strip()]
     unknown = [lang for lang in langs if lang not in grammar or lang == "voices"]
     if unknown:
         raise SystemExit(f"make_demo_data: no word lists for {unknown}; choose from {[k for k in grammar if k not in ('voices', '_comment')]}")
+    if sentences and len(langs) != 1:
+        raise SystemExit("make_demo_data: --sentences takes one language (--languages vi)")
     rng = random.Random(seed)
     sizes = {"train": num_train, "val": num_val, "test": num_test}
     jobs, out = [], Path(out_dir)
     for lang in langs:
-        pool = _sentences(grammar[lang])
+        pool = _text_sentences(sentences) if sentences else _sentences(grammar[lang])
         rng.shuffle(pool)  # then consecutive slices: no sentence is in two splits
         offset = 0
         for split in SPLITS:
@@ -99,7 +136,10 @@ def make_demo_data(
         (d / "wav.scp").write_text("".join(f"{u} {j[3].resolve()}\n" for _, u, _, _, j in rows), encoding="utf-8")
         (d / "text").write_text("".join(f"{u} {t}\n" for _, u, _, t, _ in rows), encoding="utf-8")
         (d / "utt2lang").write_text("".join(f"{u} {lang}\n" for _, u, lang, _, _ in rows), encoding="utf-8")
-    print(f"make_demo_data: wrote {len(jobs)} utterances ({', '.join(langs)}) to {out}")
+    stats = split_stats({split: [j[3] for j in jobs if j[0] == split] for split in SPLITS})
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    print(f"make_demo_data: wrote {len(jobs)} utterances ({', '.join(langs)}) to {out}; test OOV rate "
+          f"{100 * stats['test_oov_rate']:.1f}%, {stats['test_sentences_in_train']} test sentences in train")
 
 
 if __name__ == "__main__":

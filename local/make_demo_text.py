@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Collect natural Vietnamese sentences from Debian's Vietnamese documentation, for the demo corpus.
+
+Usage:
+    ./local/make_demo_text.py --output data/text/vi.txt
+
+Downloads (``apt-get download``: no install, no root needed) Debian's ``libreoffice-help-vi`` and
+``maint-guide-vi`` (help pages and the New Maintainers' Guide, in Vietnamese) and ``hunspell-vi`` (the
+list of Vietnamese syllables), unpacks them with ``dpkg-deb -x`` into a temporary dir, and keeps the
+sentences of their HTML paragraphs that espeak-ng can read as Vietnamese: 6 to 20 words, ending with
+``. ? !``, no digits, markup or symbols, and every syllable in hunspell-vi's list (so English product
+names and commands are left out). Output: one sentence per line, sorted, no duplicates; the packages'
+versions are printed. ``local/make_demo_data.py --sentences`` splits them into text-disjoint parts.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
+
+PACKAGES = ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi")
+MIN_WORDS, MAX_WORDS = 6, 20
+_UNWANTED = re.compile(r"[0-9/\\<>{}=_|$#@`~\[\]*+%&^\"]|--|\.\w")
+_STRIP = ".,;:!?()'«»“”‘’…"
+
+
+def fetch_packages(workdir: Path) -> list[str]:
+    """Download and unpack :data:`PACKAGES` into ``workdir``; returns their ``name_version`` strings."""
+    debs = workdir / "debs"
+    debs.mkdir()
+    proc = subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"make_demo_text: apt-get download {' '.join(PACKAGES)} failed (run apt-get update?):\n"
+                         f"{proc.stderr.strip()}")
+    for deb in debs.glob("*.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "root")], check=True)
+    return sorted(deb.stem for deb in debs.glob("*.deb"))
+
+
+def vietnamese_syllables(dic: Path) -> set[str]:
+    """Lower-cased syllables of hunspell-vi's word list (all-caps abbreviations such as GIF left out)."""
+    words = dic.read_text(encoding="utf-8").split()[1:]  # first line: the count
+    return {w.lower() for w in words if not w.isupper()}
+
+
+def paragraphs(page: Path) -> list[str]:
+    """The text of each ``<p>`` of an HTML page, markup removed."""
+    text = re.sub(r"<(script|style|pre|code|tt)[^>]*>.*?</\1>", " ", page.read_text(encoding="utf-8"), flags=re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", " ", p)) for p in re.findall(r"<p[^>]*>(.*?)</p>", text, flags=re.S)]
+
+
+def speakable(sentence: str, syllables: set[str]) -> bool:
+    """Whether a sentence suits the demo: length, ending, no symbols, only Vietnamese syllables."""
+    words = sentence.split()
+    if not MIN_WORDS <= len(words) <= MAX_WORDS or not sentence.endswith((".", "?", "!")):
+        return False
+    if _UNWANTED.search(sentence):
+        return False
+    return all(w.strip(_STRIP).lower() in syllables for w in words if w.strip(_STRIP))
+
+
+def make_demo_text(output: str = "data/text/vi.txt") -> int:
+    """Write the sentence list; returns how many sentences it holds.
+
+    Args:
+        output: the text file to write (one sentence per line).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = fetch_packages(Path(tmp))
+        root = Path(tmp) / "root/usr/share"
+        syllables = vietnamese_syllables(root / "hunspell/vi_VN.dic")
+        pages = sorted((root / "libreoffice/help/vi").rglob("*.html")) + sorted((root / "doc/maint-guide-vi").rglob("*.html"))
+        sentences = set()
+        for page in pages:
+            for paragraph in paragraphs(page):
+                for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
+                    if speakable(sentence, syllables):
+                        sentences.add(sentence)
+    with atomic_path(output) as tmp_file:
+        tmp_file.write_text("".join(f"{s}\n" for s in sorted(sentences)), encoding="utf-8")
+    print(f"make_demo_text: {len(sentences)} sentences from {len(pages)} pages of {', '.join(versions)} -> {output}")
+    return len(sentences)
+
+
+if __name__ == "__main__":
+    run_cli(make_demo_text)

@@ -1,0 +1,113 @@
+"""The demo corpus tools: natural-text sentences, text-disjoint splits with their out-of-vocabulary rate,
+non-speech clips, the loss-curve picture and the results tables (local/make_demo_*.py, plot_loss.py,
+write_results.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from tests.conftest import RECIPE_DIR, run_script
+
+
+def load_script(name: str):
+    """A local/ script as a module (its functions, without running it)."""
+    spec = importlib.util.spec_from_file_location(name, RECIPE_DIR / "local" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speakable_sentences_from_html(tmp_path):
+    text = load_script("make_demo_text")
+    page = tmp_path / "page.html"
+    page.write_text("<html><p>Nhấn vào biểu tượng này để mở hộp thoại mới.</p>"
+                    "<p>Chọn <b>Tệp</b> rồi nhấn vào nút Lưu để lưu tài liệu. Xem thêm.</p>"
+                    "<pre>apt-get install</pre><p>Bấm vào LibreOffice Calc để bắt đầu làm việc.</p>"
+                    "<p>Có 3 cách để làm việc này.</p></html>", encoding="utf-8")
+    syllables = {"nhấn", "vào", "biểu", "tượng", "này", "để", "mở", "hộp", "thoại", "mới", "chọn", "tệp", "rồi",
+                 "nút", "lưu", "tài", "liệu", "xem", "thêm", "bấm", "bắt", "đầu", "làm", "việc", "có", "cách"}
+    sentences = [s for p in text.paragraphs(page) for s in text.re.split(r"(?<=[.!?])\s+", " ".join(p.split()))]
+    kept = [s for s in sentences if text.speakable(s, syllables)]
+    # English product names, digits, too-short sentences and <pre> blocks are left out
+    assert kept == ["Nhấn vào biểu tượng này để mở hộp thoại mới.", "Chọn Tệp rồi nhấn vào nút Lưu để lưu tài liệu."]
+
+
+def test_text_disjoint_splits_and_oov_rate(tmp_path):
+    sentences = [f"Câu số {w} nói về {v} hôm nay." for w in ("một", "hai", "ba", "bốn", "năm", "sáu")
+                 for v in ("mèo", "chó", "gà")]
+    (tmp_path / "vi.txt").write_text("\n".join(sentences + sentences[:3]) + "\n", encoding="utf-8")  # duplicates
+    run_script(str(RECIPE_DIR / "local/make_demo_data.py"), "--out_dir", str(tmp_path / "kaldi"), "--languages", "vi",
+               "--sentences", str(tmp_path / "vi.txt"), "--num_train", "10", "--num_val", "2", "--num_test", "6")
+    texts = {split: [line.split(" ", 1)[1] for line in (tmp_path / "kaldi" / split / "text").read_text().splitlines()]
+             for split in ("train", "val", "test")}
+    assert [len(t) for t in texts.values()] == [10, 2, 6]
+    assert not set(texts["train"]) & set(texts["test"]) and not set(texts["val"]) & set(texts["test"])
+    # the out-of-vocabulary rate by hand: test words never seen in train
+    train_words = {w.strip(".").lower() for t in texts["train"] for w in t.split()}
+    test_words = [w.strip(".").lower() for t in texts["test"] for w in t.split()]
+    stats = json.loads((tmp_path / "kaldi/stats.json").read_text())
+    assert stats["test_oov_rate"] == round(sum(w not in train_words for w in test_words) / len(test_words), 4)
+    assert stats["test_sentences_in_train"] == 0 and stats["splits"]["test"]["sentences"] == 6
+    words = lambda t: [w.strip(".").lower() for w in t.split()]  # noqa: E731
+    train_pairs = {p for t in texts["train"] for p in zip(words(t), words(t)[1:])}
+    test_pairs = [p for t in texts["test"] for p in zip(words(t), words(t)[1:])]
+    assert stats["test_word_pair_oov_rate"] == round(sum(p not in train_pairs for p in test_pairs) / len(test_pairs), 4)
+
+
+def test_nonspeech_clips(tmp_path):
+    run_script(str(RECIPE_DIR / "local/make_nonspeech_data.py"), "--out_dir", str(tmp_path / "ns"), "--num_clips", "6")
+    text = (tmp_path / "ns/text").read_text().splitlines()
+    assert len(text) == 6 and all(" " not in line for line in text)  # ids alone: empty transcripts
+    levels = {}
+    for line in (tmp_path / "ns/wav.scp").read_text().splitlines():
+        utt, path = line.split(" ", 1)
+        audio, rate = sf.read(path)
+        assert rate == 16000 and 1.0 <= len(audio) / rate <= 8.0
+        levels[utt.split("-")[1]] = np.abs(audio).max()
+    assert levels["silence"] == 0 and all(v > 0 for k, v in levels.items() if k != "silence")
+
+
+def test_loss_curve_and_results_tables(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 11):
+        writer.add_scalar("train/loss", 2.0 / step, step)
+    writer.add_scalar("eval/loss", 0.5, 10)
+    writer.close()
+    run_script(str(RECIPE_DIR / "local/plot_loss.py"), "--logdir", str(tmp_path / "tb"), "--output", str(tmp_path / "loss.png"))
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot = load_script("plot_loss")
+    curves = plot.read_scalars(str(tmp_path / "tb"))
+    assert curves["eval/loss"] == [(10, 0.5)] and len(curves["train/loss"]) == 10
+
+    def errs(name, error_rate, lid, repetition, nonspeech=None):
+        fields = {"error_rate": error_rate, "ins_rate": 0.0, "del_rate": 0.0, "sub_rate": error_rate, "total": 100,
+                  "num_utts": 10, "audio_seconds": 30.0, "RTF": 0.1, "metric": "wer", "unpadded": False,
+                  "lid_accuracy": lid, "lid_cuts": 10, "repetition_rate": repetition, "nonspeech_cuts": 4,
+                  "nonspeech_with_text": nonspeech}
+        (tmp_path / name).write_text(json.dumps(fields))
+        return str(tmp_path / name)
+
+    args = ["--name", "x", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "RESULTS.md"),
+            "--original", errs("o.json", 1.5, 0.9, 0.3), "--tuned", errs("t.json", 0.2, 1.0, 0.0),
+            "--retention_original", errs("oe.json", 0.1, 1.0, 0.0), "--retention_tuned", errs("te.json", 0.25, 0.7, 0.1),
+            "--nonspeech_original", errs("on.json", 0, None, 0.0, 0.5), "--nonspeech_tuned", errs("tn.json", 0, None, 0.0, 0.25),
+            "--loss_curve", "loss.png"]
+    (tmp_path / "m").mkdir()
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"w": torch.zeros(10, 100)}, str(tmp_path / "m/model.safetensors"))
+    run_script(str(RECIPE_DIR / "local/write_results.py"), *args)
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| x | 0.0M | 150.00 | **20.00** (0.00, 0.00, 20.00) |" in table
+    assert "| WER, retained language (not fine-tuned on) | 10.00 | 25.00 |" in table
+    assert "| language identification accuracy, retained language | 100.00 | 70.00 |" in table
+    assert "| non-speech clips that got any text (4 clips) | 50.00 | 25.00 |" in table
+    assert "![training and validation loss](loss.png)" in table
