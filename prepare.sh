@@ -21,10 +21,11 @@ musandir=                    # MUSAN corpus dir; MUSAN stages are skipped when e
 on_the_fly_feats=false       # true: cuts only, features computed at batch time
 language=                    # language of utterances that utt2lang does not name
 new_language=                # a language code Whisper lacks (e.g. eo), allowed in utt2lang; see README
+keep_empty_text=false        # true: empty transcripts are non-speech cuts (for training's nospeech_cuts)
 manifest_dir=data/manifests
 help_message="Usage: bash prepare.sh [--stage N] [--stop_stage N] [--nj N] [--kaldi_dir DIR] [--prefix NAME]
   [--parts train,val,test] [--num_mel_bins 80|128] [--perturb_speed true|false] [--musandir DIR]
-  [--on_the_fly_feats true|false] [--language CODE] [--new_language CODE]"
+  [--on_the_fly_feats true|false] [--language CODE] [--new_language CODE] [--keep_empty_text true|false]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -39,6 +40,7 @@ fbank_dir=data/fbank_whisper${num_mel_bins}
 language_opt=()
 [ -n "$language" ] && language_opt=(--language "$language")
 [ -n "$new_language" ] && language_opt+=(--new_language "$new_language")
+[ "$keep_empty_text" = true ] && language_opt+=(--keep_empty_text true)
 have_musan=false
 [ -n "$musandir" ] && [ -d "$musandir" ] && have_musan=true
 [ -n "$musandir" ] && [ "$have_musan" = false ] && log "MUSAN dir $musandir not found: MUSAN stages skipped"

@@ -3,11 +3,13 @@
 #   1. install the pinned requirements into .venv/                  (local/install_deps.sh)
 #   2. fetch OpenAI's whisper-base and import it                     (local/get_whisper_base.py)
 #   3. a Vietnamese demo corpus: natural sentences from Debian's Vietnamese documentation (make_demo_text.py),
-#      spoken by espeak-ng, text-disjoint train/val/test (make_demo_data.py); an English set (retention)
-#      and non-speech clips (make_nonspeech_data.py)
+#      spoken by espeak-ng, text-disjoint train/val/test (make_demo_data.py); English word-list sentences
+#      replayed in training, natural English from Debian's New Maintainers' Guide as the retention test, and
+#      non-speech clips (make_nonspeech_data.py; other clips for training and for the test)
 #   4. prepare manifests and features                                (prepare.sh)
 #   5. evaluate the original model on the three sets                 (egrecho eval)
-#   6. LoRA fine-tune un-padded, merge, evaluate again               (finetune.sh, config/demo_lora.yaml)
+#   6. LoRA fine-tune un-padded, with 20% English replay and 10% non-speech cuts, merge, evaluate again
+#                                                                    (finetune.sh, config/demo_lora.yaml)
 #      (each model is decoded the way it was trained: the original padded to 30 s, the fine-tune un-padded)
 #   7. the loss curve and the before/after tables                    (exp/whisper-base/RESULTS.md)
 # Rerunning reuses finished stages. Usage: bash run.sh
@@ -24,13 +26,20 @@ kaldi=data/kaldi
 exp=exp/whisper-base
 if [ ! -f $kaldi/.done ]; then
   [ -f data/text/vi.txt ] || python3 local/make_demo_text.py --output data/text/vi.txt
+  [ -f data/text/en.txt ] || python3 local/make_demo_text.py --language en --output data/text/en.txt
   python3 local/make_demo_data.py --out_dir $kaldi/demo --languages vi --sentences data/text/vi.txt \
     --num_train 800 --num_val 20 --num_test 60
-  python3 local/make_demo_data.py --out_dir $kaldi/demo_en --languages en --num_train 0 --num_val 0 --num_test 40
-  python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech --num_clips 24
+  python3 local/make_demo_data.py --out_dir $kaldi/demo_en --languages en --num_train 200 --num_val 0 --num_test 0
+  python3 local/make_demo_data.py --out_dir $kaldi/en_docs --languages en --sentences data/text/en.txt \
+    --num_train 0 --num_val 0 --num_test 40
+  python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/train --num_clips 60 --seed 1
+  python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/test --num_clips 24 --seed 0
   touch $kaldi/.done
 fi
 bash prepare.sh --kaldi_dir $kaldi/demo --prefix demo_vi --nj 2
+bash prepare.sh --kaldi_dir $kaldi/demo_en --prefix demo_en --parts train --stop_stage 3 --nj 2
+bash prepare.sh --kaldi_dir $kaldi/nonspeech --prefix nonspeech --parts train --keep_empty_text true --stop_stage 3
+fbank=data/fbank_whisper80
 
 # Every model is scored on: the text-disjoint Vietnamese test split (the headline), English speech it was
 # not fine-tuned on (retention) and non-speech clips. Outputs are capped at 120 tokens (a 20-word test
@@ -38,12 +47,14 @@ bash prepare.sh --kaldi_dir $kaldi/demo --prefix demo_vi --nj 2
 score() {  # score MODEL_DIR OUT_DIR
   local eval_opts=(-c config/eval.yaml --model_path "$1" --outdir "$2" --num_workers 1 --gen_args.max_new_tokens 120)
   [ -f "$2/errs-test.json" ] || egrecho eval "${eval_opts[@]}" --prefix_name demo_vi
-  [ -f "$2/errs-en.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/demo_en/test --part en
-  [ -f "$2/errs-nonspeech.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/nonspeech --part nonspeech
+  [ -f "$2/errs-en.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/en_docs/test --part en
+  [ -f "$2/errs-nonspeech.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/nonspeech/test --part nonspeech
 }
 score pretrained/whisper-base $exp/orig
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora \
-  --train_config config/demo_lora.yaml --stop_stage 0
+  --train_config config/demo_lora.yaml --stop_stage 0 -- \
+  --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2 \
+  --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
 score $exp/lora/checkpoint-final-lora-merge $exp/lora
 
 python3 local/plot_loss.py --logdir $exp/lora/tensorboard --output $exp/loss.png --title "run.sh: whisper-base LoRA"
@@ -52,5 +63,5 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --retention_original $exp/orig/errs-en.json --retention_tuned $exp/lora/errs-en.json \
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
-  --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate {100 * s['test_oov_rate']:.1f}% of its words against train\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/demo_en/test/text) English utterances (espeak-ng). Settings: config/demo_lora.yaml."
+  --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words, {100 * s['test_word_pair_oov_rate']:.1f}% of its word pairs\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/en_docs/test/text) English test utterances (espeak-ng, natural sentences of Debian's New Maintainers' Guide; the $(wc -l < $kaldi/demo_en/train/text) replayed in training come from word lists). Settings: config/demo_lora.yaml, replay_prob 0.2 (English), nospeech_prob 0.1 ($(wc -l < $kaldi/nonspeech/train/text) training clips, other than the $(wc -l < $kaldi/nonspeech/test/text) scored)."
 echo "tensorboard --logdir $exp/lora/tensorboard"

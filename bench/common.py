@@ -58,12 +58,12 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
     return min(timed(fn) for _ in range(repeats))
 
 
-def espeak_cuts(num_utts: int, workdir: Path, language: str = "en"):
+def espeak_cuts(num_utts: int, workdir: Path, language: str = "en", seed: int = 0):
     """16 kHz lhotse cuts of :func:`espeak_sentences`, each with its transcript and language."""
     from lhotse import CutSet, Recording, SupervisionSegment
 
     cuts = []
-    for wav, text in espeak_sentences(num_utts, workdir, language):
+    for wav, text in espeak_sentences(num_utts, workdir, language, seed):
         recording = Recording.from_file(wav)
         cut = recording.to_cut()
         cut.supervisions = [SupervisionSegment(cut.id, recording.id, 0.0, recording.duration, text=text,

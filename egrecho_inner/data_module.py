@@ -1,5 +1,6 @@
 """Training and validation data: lazily read cut manifests, lhotse samplers sharded per rank,
-optional MUSAN mixing and SpecAugment, and a loader the Hugging Face Trainer can drive and resume.
+optional MUSAN mixing and SpecAugment, replayed cuts of other manifests and non-speech cuts mixed
+into training, and a loader the Hugging Face Trainer can drive and resume.
 
 Whisper pads every input to 30 s, so the cost of a batch is its number of cuts: ``max_cuts`` is
 the natural batch size. ``max_duration`` (total seconds) is there for un-padded training.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from itertools import islice
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -57,6 +58,15 @@ class DataArgs:
     language: Optional[str] = None
     """language of cuts whose supervision names none"""
     task: str = "transcribe"
+    replay: list[str] = field(default_factory=list)
+    """cut manifests of other data (e.g. another language) mixed into training so the model keeps it,
+    each cut with its own transcript and language"""
+    replay_prob: float = 0.2
+    """share of training cuts drawn from the replay manifests"""
+    nospeech_cuts: Optional[str] = None
+    """a cut manifest of non-speech clips (noise, silence; empty transcripts: prepare.sh --keep_empty_text)"""
+    nospeech_prob: float = 0.0
+    """share of training cuts drawn from nospeech_cuts; their target is the empty transcript"""
 
 
 def cuts_path(args: DataArgs, part: str) -> Path:
@@ -142,11 +152,47 @@ def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, r
     return SimpleCutSampler(cuts, **common)
 
 
+def _manifest(path: str, what: str) -> CutSet:
+    cuts = load_manifest_lazy(path) if Path(path).is_file() else None
+    if cuts is None or next(iter(cuts), None) is None:
+        raise FileNotFoundError(f"{what} cut manifest {path} not found or empty (see README: replay and non-speech)")
+    return cuts
+
+
+def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
+    """The train part, with ``replay`` and ``nospeech_cuts`` mixed in at their shares when set.
+
+    Extra manifests repeat endlessly and the mix stops when the train part is used up, so an epoch holds
+    every training cut once plus the extras in proportion (``replay_prob`` + ``nospeech_prob`` < 1).
+    """
+    train = load_cuts(args, "train")
+    extras = [(_manifest(path, "replay"), args.replay_prob / len(args.replay)) for path in args.replay]
+    if args.nospeech_cuts and args.nospeech_prob > 0:
+        extras.append((_manifest(args.nospeech_cuts, "nospeech").map(_as_nonspeech), args.nospeech_prob))
+    if not extras:
+        return train
+    main_share = 1.0 - sum(share for _, share in extras)
+    if main_share <= 0 or any(share <= 0 for _, share in extras):
+        raise ValueError(f"replay_prob ({args.replay_prob}) and nospeech_prob ({args.nospeech_prob}) must be "
+                         "above 0 and add up to less than 1")
+    log.info("training mix: train %.2f, %s", main_share,
+             ", ".join(f"{path} {share:.2f}" for path, (_, share) in zip(args.replay + [args.nospeech_cuts], extras)))
+    return CutSet.mux(train, *(cuts.repeat() for cuts, _ in extras),
+                      weights=[main_share] + [share for _, share in extras], seed=seed, stop_early=True)
+
+
+def _as_nonspeech(cut):
+    """A non-speech cut whose target is the empty transcript, whatever its manifest says."""
+    for supervision in cut.supervisions:
+        supervision.text = ""
+    return cut
+
+
 def train_loader(
     args: DataArgs, labeler: WhisperLabeler, world_size: int = 1, rank: int = 0, seed: int = 42
 ) -> LhotseLoader:
     """Shuffled, filtered (over 30 s / 448 tokens dropped and counted), optionally augmented."""
-    cuts = load_cuts(args, "train").filter(TrainingCutFilter(labeler))
+    cuts = training_cuts(args, seed).filter(TrainingCutFilter(labeler))
     cut_transforms = []
     if args.enable_musan:  # loaded only when enabled
         musan = load_manifest_lazy(_musan_path(args)).to_eager()

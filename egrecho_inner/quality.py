@@ -7,7 +7,9 @@ fields.
 - ``repetition_rate``: share of outputs that loop, by Whisper's rule: the zlib compression ratio of the
   text is above 2.4.
 - ``nonspeech_with_text``: share of the ``nonspeech_cuts`` (cuts whose reference is explicitly empty:
-  noise, silence) that got any text. None where a set has no such cuts.
+  noise, silence) that got any text: a letter or a digit. A lone "." is none: it is what a model that
+  learned the empty transcript writes, since Whisper's decoding suppresses end-of-text as the first
+  token (``begin_suppress_tokens``). None where a set has no such cuts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+def has_text(hypothesis: str) -> bool:
+    """Whether a hypothesis holds any word: a letter or a digit, not only punctuation or spaces."""
+    return any(ch.isalnum() for ch in hypothesis)
+
+
 def _share(hits: int, total: int) -> Optional[float]:
     return round(hits / total, 5) if total else None
 
@@ -35,7 +42,7 @@ def quality_fields(hyps: dict[str, str], nonspeech: set[str], expected_languages
     checked = [c for c in detected_languages if expected_languages.get(c)]
     lid_hits = sum(detected_languages[c] == expected_languages[c] for c in checked)
     loops = sum(compression_ratio(h) > REPETITION_COMPRESSION_RATIO for h in hyps.values())
-    with_text = sum(bool(hyps[c].strip()) for c in nonspeech)
+    with_text = sum(has_text(hyps[c]) for c in nonspeech)
     return {
         "lid_accuracy": _share(lid_hits, len(checked)), "lid_cuts": len(checked),
         "repetition_rate": _share(loops, len(hyps)),

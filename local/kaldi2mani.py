@@ -30,6 +30,7 @@ def kaldi2mani(
     language: Optional[str] = None,
     new_language: Optional[str] = None,
     nj: int = 1,
+    keep_empty_text: bool = False,
 ) -> None:
     """Write manifests for each part.
 
@@ -41,10 +42,12 @@ def kaldi2mani(
         language: language of utterances that utt2lang does not name (required without utt2lang).
         new_language: a code Whisper lacks, accepted in utt2lang (fine-tune with new_language: CODE).
         nj: threads reading audio headers.
+        keep_empty_text: keep utterances with an empty transcript as non-speech (for nospeech_cuts).
     """
     for part in [p.strip() for p in parts.split(",") if p.strip()]:
         new_languages = (new_language,) if new_language else ()
-        recordings, supervisions, report = load_kaldi_dir(Path(kaldi_dir) / part, language, nj, new_languages)
+        recordings, supervisions, report = load_kaldi_dir(Path(kaldi_dir) / part, language, nj, new_languages,
+                                                          keep_empty_text)
         for kind, manifest in (("recordings", recordings), ("supervisions", supervisions)):
             with atomic_path(Path(output_dir) / f"{prefix}_{kind}_{part}.jsonl") as tmp:
                 manifest.to_file(tmp)

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Collect natural Vietnamese sentences from Debian's Vietnamese documentation, for the demo corpus.
+"""Collect natural sentences from Debian's documentation, for the demo corpus.
 
 Usage:
     ./local/make_demo_text.py --output data/text/vi.txt
+    ./local/make_demo_text.py --language en --output data/text/en.txt
 
-Downloads (``apt-get download``: no install, no root needed) Debian's ``libreoffice-help-vi`` and
-``maint-guide-vi`` (help pages and the New Maintainers' Guide, in Vietnamese) and ``hunspell-vi`` (the
-list of Vietnamese syllables), unpacks them with ``dpkg-deb -x`` into a temporary dir, and keeps the
-sentences of their HTML paragraphs that espeak-ng can read as Vietnamese: 6 to 20 words, ending with
-``. ? !``, no digits, markup or symbols, and every syllable in hunspell-vi's list (so English product
-names and commands are left out). Output: one sentence per line, sorted, no duplicates; the packages'
-versions are printed. ``local/make_demo_data.py --sentences`` splits them into text-disjoint parts.
+Downloads (``apt-get download``: no install, no root needed) Debian packages of documentation, unpacks
+them with ``dpkg-deb -x`` into a temporary dir, and keeps the sentences of their HTML paragraphs that
+espeak-ng can read: 6 to 20 words, ending with ``. ? !``, no digits, markup or symbols.
+
+- vi: ``libreoffice-help-vi`` and ``maint-guide-vi`` (help pages and the New Maintainers' Guide, in
+  Vietnamese), and every syllable must be in the list of ``hunspell-vi`` (so English product names and
+  commands are left out).
+- en: ``maint-guide`` (the New Maintainers' Guide in English), every word plain letters.
+
+Output: one sentence per line, sorted, no duplicates; the packages' versions are printed.
+``local/make_demo_data.py --sentences`` splits them into text-disjoint parts.
 """
 
 from __future__ import annotations
@@ -26,19 +31,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
-PACKAGES = ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi")
+PACKAGES = {"vi": ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi"), "en": ("maint-guide",)}
 MIN_WORDS, MAX_WORDS = 6, 20
 _UNWANTED = re.compile(r"[0-9/\\<>{}=_|$#@`~\[\]*+%&^\"]|--|\.\w")
 _STRIP = ".,;:!?()'«»“”‘’…"
 
 
-def fetch_packages(workdir: Path) -> list[str]:
-    """Download and unpack :data:`PACKAGES` into ``workdir``; returns their ``name_version`` strings."""
+def fetch_packages(workdir: Path, packages: tuple[str, ...]) -> list[str]:
+    """Download and unpack ``packages`` into ``workdir``; returns their ``name_version`` strings."""
     debs = workdir / "debs"
     debs.mkdir()
-    proc = subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, capture_output=True, text=True)
+    proc = subprocess.run(["apt-get", "download", *packages], cwd=debs, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"make_demo_text: apt-get download {' '.join(PACKAGES)} failed (run apt-get update?):\n"
+        raise SystemExit(f"make_demo_text: apt-get download {' '.join(packages)} failed (run apt-get update?):\n"
                          f"{proc.stderr.strip()}")
     for deb in debs.glob("*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "root")], check=True)
@@ -57,27 +62,34 @@ def paragraphs(page: Path) -> list[str]:
     return [html.unescape(re.sub(r"<[^>]+>", " ", p)) for p in re.findall(r"<p[^>]*>(.*?)</p>", text, flags=re.S)]
 
 
-def speakable(sentence: str, syllables: set[str]) -> bool:
-    """Whether a sentence suits the demo: length, ending, no symbols, only Vietnamese syllables."""
+def speakable(sentence: str, syllables: set[str] | None) -> bool:
+    """Whether a sentence suits the demo: length, ending, no symbols, and every word a Vietnamese syllable
+    (``syllables``) or, with None, plain ASCII letters."""
     words = sentence.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS or not sentence.endswith((".", "?", "!")):
         return False
     if _UNWANTED.search(sentence):
         return False
-    return all(w.strip(_STRIP).lower() in syllables for w in words if w.strip(_STRIP))
+    stripped = [w.strip(_STRIP) for w in words if w.strip(_STRIP)]
+    if syllables is None:
+        return all(w.isascii() and w.isalpha() for w in stripped)
+    return all(w.lower() in syllables for w in stripped)
 
 
-def make_demo_text(output: str = "data/text/vi.txt") -> int:
+def make_demo_text(output: str = "data/text/vi.txt", language: str = "vi") -> int:
     """Write the sentence list; returns how many sentences it holds.
 
     Args:
         output: the text file to write (one sentence per line).
+        language: vi or en.
     """
+    if language not in PACKAGES:
+        raise ValueError(f"language must be one of {sorted(PACKAGES)}, got {language!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        versions = fetch_packages(Path(tmp))
+        versions = fetch_packages(Path(tmp), PACKAGES[language])
         root = Path(tmp) / "root/usr/share"
-        syllables = vietnamese_syllables(root / "hunspell/vi_VN.dic")
-        pages = sorted((root / "libreoffice/help/vi").rglob("*.html")) + sorted((root / "doc/maint-guide-vi").rglob("*.html"))
+        syllables = vietnamese_syllables(root / "hunspell/vi_VN.dic") if language == "vi" else None
+        pages = sorted(root.rglob("*.html"))
         sentences = set()
         for page in pages:
             for paragraph in paragraphs(page):

@@ -97,3 +97,46 @@ def test_musan_mixing_and_spec_augment_change_features(whisper_tokenizer, demo_c
     assert (noisy["input_features"][0, :, :frames] - clean["input_features"][0, :, :frames]).abs().mean() > 0.05
     masked = WhisperDataset(labeler, on_the_fly_feats=True, spec_augment=SpecAugment(p=1.0, num_frame_masks=2))[cuts]
     assert not torch.equal(masked["input_features"], clean["input_features"])
+
+
+def test_replay_and_nonspeech_mix(tmp_path, whisper_tokenizer):
+    """Extra manifests join training at their shares; every training cut comes once; a replayed cut keeps its
+    own transcript and language; a non-speech cut's target is the empty transcript."""
+    from egrecho_inner.data_module import DataArgs, training_cuts
+
+    def manifest(name: str, ids: range, text: str, language: str) -> str:
+        cuts = []
+        for i in ids:
+            cut = dummy_cut(i).with_id(f"{name}-{dummy_cut(i).id}")
+            cut.supervisions = [SupervisionSegment(f"{cut.id}-s", cut.recording_id, 0.0, cut.duration, text=text,
+                                                   language=language)]
+            cuts.append(cut)
+        cuts = CutSet.from_cuts(cuts)
+        path = tmp_path / f"{name}_cuts_train.jsonl.gz"
+        cuts.to_file(path)
+        return str(path)
+
+    manifest("main", range(400), "xin chào", "vi")
+    replay = manifest("replay", range(30), "good morning", "en")
+    nonspeech = manifest("noise", range(10), "", "vi")
+    args = DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[replay], replay_prob=0.2,
+                    nospeech_cuts=nonspeech, nospeech_prob=0.1)
+    mixed = list(training_cuts(args))
+    kinds = [c.id.split("-")[0] for c in mixed]
+    assert sorted(c.id for c in mixed if c.id.startswith("main")) == sorted(f"main-{c}" for c in
+                                                                            [dummy_cut(i).id for i in range(400)])
+    total = len(mixed)  # about 400 / 0.7
+    assert abs(kinds.count("replay") / total - 0.2) < 0.06 and abs(kinds.count("noise") / total - 0.1) < 0.05
+    labeler = WhisperLabeler(whisper_tokenizer)
+    ids = whisper_tokenizer.convert_tokens_to_ids
+    noise = next(c for c in mixed if c.id.startswith("noise"))
+    assert labeler(noise) == ids(["<|startoftranscript|>", "<|vi|>", "<|transcribe|>", "<|notimestamps|>",
+                                  "<|endoftext|>"])
+    english = next(c for c in mixed if c.id.startswith("replay"))
+    assert labeler(english)[:2] == ids(["<|startoftranscript|>", "<|en|>"])
+    assert whisper_tokenizer.decode(labeler(english)[4:-1]) == "good morning"
+    with pytest.raises(ValueError, match="add up to less than 1"):
+        training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[replay], replay_prob=0.95,
+                               nospeech_cuts=nonspeech, nospeech_prob=0.1))
+    with pytest.raises(FileNotFoundError, match="replay cut manifest"):
+        training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[str(tmp_path / "none.jsonl.gz")]))

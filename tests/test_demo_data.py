@@ -35,6 +35,10 @@ def test_speakable_sentences_from_html(tmp_path):
     kept = [s for s in sentences if text.speakable(s, syllables)]
     # English product names, digits, too-short sentences and <pre> blocks are left out
     assert kept == ["Nhấn vào biểu tượng này để mở hộp thoại mới.", "Chọn Tệp rồi nhấn vào nút Lưu để lưu tài liệu."]
+    # English: plain-letter words only
+    assert text.speakable("You should also understand that packaging takes time.", None)
+    assert not text.speakable("Run dpkg-buildpackage with the -us option now.", None)
+    assert not text.speakable("There are 3 ways to build the package today.", None)
 
 
 def test_text_disjoint_splits_and_oov_rate(tmp_path):

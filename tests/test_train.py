@@ -178,3 +178,20 @@ def test_unpadded_training_is_recorded(prepared_demo, tiny_model, tmp_path, monk
     assert recorded(tmp_path / "full/checkpoint-final") is True and recorded(tmp_path / "full/checkpoint-1") is True
     train(full, prepared_demo, tiny_model, tmp_path / "padded", max_steps=1)
     assert recorded(tmp_path / "padded/checkpoint-final") is False
+
+
+def test_training_with_replay_and_nonspeech(prepared_demo, tiny_model, tmp_path, monkeypatch):
+    """prepare.sh --keep_empty_text makes non-speech cuts; training mixes them and a replay manifest in."""
+    monkeypatch.chdir(prepared_demo)
+    run_script(str(RECIPE_DIR / "local/make_nonspeech_data.py"), "--out_dir", str(tmp_path / "ns/train"),
+               "--num_clips", "6")
+    run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", str(tmp_path / "ns"), "--prefix", "ns_train_test",
+               "--parts", "train", "--keep_empty_text", "true", "--stop_stage", "3", cwd=prepared_demo)
+    nonspeech = load_manifest("data/fbank_whisper80/ns_train_test_cuts_train.jsonl.gz")
+    assert len(nonspeech) == 6 and all(c.supervisions[0].text == "" for c in nonspeech)
+    train(lora, prepared_demo, tiny_model, tmp_path / "mix", max_steps=8, max_cuts=2, record_cut_ids=True,
+          replay=["data/fbank_whisper80/demo_vi_cuts_val.jsonl.gz"], replay_prob=0.3,
+          nospeech_cuts="data/fbank_whisper80/ns_train_test_cuts_train.jsonl.gz", nospeech_prob=0.3)
+    trained = {cut.rsplit("_repeat", 1)[0] for _, cut in read_ids(tmp_path / "mix")[0]}  # extras repeat: id_repeatN
+    assert trained & {c.id for c in nonspeech}, "no non-speech cut was trained on"
+    assert (tmp_path / "mix/checkpoint-final/adapter_config.json").is_file()
