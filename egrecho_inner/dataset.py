@@ -20,7 +20,7 @@ from lhotse.cut import Cut, MixedCut
 from transformers import PreTrainedTokenizerBase
 
 from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS
-from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         feats = [self._features(cut) for cut in cuts]
         batch = {"cut_ids": [cut.id for cut in cuts]}  # not a model input: the trainer takes it off
         if self.unpadded:
-            length = max(f.shape[0] for f in feats)
-            length += length % 2  # the encoder's stride-2 convolution wants an even count
-            batch["input_features"] = torch.stack([pad_to_whisper_input(f, length) for f in feats])  # (B, n_mels, T)
-            mask = torch.zeros(len(feats), length, dtype=torch.long)
-            for i, f in enumerate(feats):
-                mask[i, : f.shape[0]] = 1
-            batch["attention_mask"] = mask
+            batch["input_features"], batch["attention_mask"] = pad_to_longest(feats)  # (B, n_mels, T), (B, T)
         else:
             batch["input_features"] = torch.stack([pad_to_whisper_input(f) for f in feats])  # (B, n_mels, 3000)
         if self.labeler is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.features import pad_to_whisper_input, padding_value
+from egrecho_inner.features import pad_to_longest, pad_to_whisper_input, padding_value
 from egrecho_inner.new_language import generate_language
 from egrecho_inner.unpadded import frame_mask
 
@@ -122,13 +122,7 @@ def unpadded_windows(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(T, n_mels)`` features as consecutive 30 s windows ``(W, n_mels, T_w)`` for an un-padded model:
     ``T_w`` is 3000 when there are several windows, else the (even) length of the only one; the last
     window's padding is masked in the frame mask ``(W, T_w)``."""
-    windows = feats.split(N_FRAMES)
-    length = max(w.shape[0] for w in windows)
-    length += length % 2
-    mask = torch.zeros(len(windows), length, dtype=torch.long)
-    for i, window in enumerate(windows):
-        mask[i, : window.shape[0]] = 1
-    return torch.stack([pad_to_whisper_input(w, length) for w in windows]), mask
+    return pad_to_longest(feats.split(N_FRAMES))
 
 
 def long_form_input(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

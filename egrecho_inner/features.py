@@ -10,6 +10,8 @@ model frames louder than the utterance's own silence.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from lhotse import WhisperFbank, WhisperFbankConfig
@@ -42,6 +44,17 @@ def pad_to_whisper_input(feats: torch.Tensor, num_frames: int = N_FRAMES) -> tor
     out = torch.full((num_frames, feats.shape[1]), padding_value(feats), dtype=torch.float32)
     out[:t] = feats
     return out.T  # (n_mels, num_frames)
+
+
+def pad_to_longest(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Un-padded batching: ``(T_i, n_mels)`` features padded (as HF pads) to the longest, rounded up to an
+    even count for the encoder's stride-2 convolution, ``(B, n_mels, T)``, and the frame mask ``(B, T)``."""
+    length = max(f.shape[0] for f in feats)
+    length += length % 2
+    mask = torch.zeros(len(feats), length, dtype=torch.long)
+    for i, f in enumerate(feats):
+        mask[i, : f.shape[0]] = 1
+    return torch.stack([pad_to_whisper_input(f, length) for f in feats]), mask
 
 
 def load_cut_features(cut: Cut, extractor: WhisperFbank | None = None) -> torch.Tensor:

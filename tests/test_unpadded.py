@@ -29,7 +29,7 @@ from egrecho_inner.decode import (
 from egrecho_inner.evaluate import evaluate
 from egrecho_inner.export_ct2 import export_ct2
 from egrecho_inner.export_onnx import export_onnx
-from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.features import make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.onnx_decode import OnnxWhisper
 from egrecho_inner.transcribe import transcribe
@@ -121,12 +121,8 @@ def test_mixed_batch_decodes_like_each_alone(unpadded_model, wavs, num_beams, la
     frames_seen = []
     model.get_encoder().register_forward_pre_hook(lambda module, args: frames_seen.append(args[0].shape[-1]))
     feats = [fbank(w) for w in wavs]
-    longest = max(f.shape[0] for f in feats)
-    longest += longest % 2
-    batch = torch.stack([pad_to_whisper_input(f, longest) for f in feats])  # (B, n_mels, longest)
-    mask = torch.zeros(len(feats), longest, dtype=torch.long)
-    for i, f in enumerate(feats):
-        mask[i, : f.shape[0]] = 1
+    batch, mask = pad_to_longest(feats)  # (B, n_mels, longest), (B, longest)
+    longest = batch.shape[-1]
     kwargs = {**generate_kwargs(GenArgs(num_beams=num_beams), processor, "cpu"), "max_new_tokens": 12}
     together, detected = transcribe_batch(model, processor, batch, [language] * 3, kwargs, mask, unpadded=True)
     assert frames_seen == [longest] and longest < N_FRAMES  # the encoder ran on the batch's length, not 3000
