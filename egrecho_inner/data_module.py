@@ -18,6 +18,7 @@ import torch
 from lhotse import CutSet, load_manifest_lazy
 from lhotse.dataset import CutMix, DynamicBucketingSampler, SimpleCutSampler, SpecAugment
 from lhotse.dataset.sampling.base import CutSampler
+from lhotse.utils import Pathlike
 
 from egrecho_inner.dataset import TrainingCutFilter, WhisperDataset, WhisperLabeler
 
@@ -73,17 +74,21 @@ def cuts_path(args: DataArgs, part: str) -> Path:
     return Path(args.manifest_dir) / f"{args.prefix_name}_cuts_{part}.jsonl.gz"
 
 
-def load_cuts(args: DataArgs, part: str) -> CutSet:
-    """The lazily read cuts of one part, or a clear error if the manifest is missing or empty."""
-    path = cuts_path(args, part)
+def read_cuts(path: Pathlike, missing_hint: str) -> CutSet:
+    """Lazily read cuts, or a clear error if the manifest is missing (with ``missing_hint``) or empty."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)"
-        )
+        raise FileNotFoundError(f"{path} not found: {missing_hint}")
     cuts = load_manifest_lazy(path)  # None for an empty file
     if cuts is None or next(iter(cuts), None) is None:
         raise ValueError(f"{path} holds no cuts")
     return cuts
+
+
+def load_cuts(args: DataArgs, part: str) -> CutSet:
+    """The lazily read cuts of one part, or a clear error if the manifest is missing or empty."""
+    return read_cuts(cuts_path(args, part),
+                     f"run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)")
 
 
 class LhotseLoader:
@@ -152,13 +157,6 @@ def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, r
     return SimpleCutSampler(cuts, **common)
 
 
-def _manifest(path: str, what: str) -> CutSet:
-    cuts = load_manifest_lazy(path) if Path(path).is_file() else None
-    if cuts is None or next(iter(cuts), None) is None:
-        raise FileNotFoundError(f"{what} cut manifest {path} not found or empty (see README: replay and non-speech)")
-    return cuts
-
-
 def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
     """The train part, with ``replay`` and ``nospeech_cuts`` mixed in at their shares when set.
 
@@ -166,9 +164,10 @@ def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
     every training cut once plus the extras in proportion (``replay_prob`` + ``nospeech_prob`` < 1).
     """
     train = load_cuts(args, "train")
-    extras = [(_manifest(path, "replay"), args.replay_prob / len(args.replay)) for path in args.replay]
+    hint = "the {} cut manifest (README: Keeping other languages and silence)"
+    extras = [(read_cuts(path, hint.format("replay")), args.replay_prob / len(args.replay)) for path in args.replay]
     if args.nospeech_cuts and args.nospeech_prob > 0:
-        extras.append((_manifest(args.nospeech_cuts, "nospeech").map(_as_nonspeech), args.nospeech_prob))
+        extras.append((read_cuts(args.nospeech_cuts, hint.format("nospeech")).map(_as_nonspeech), args.nospeech_prob))
     if not extras:
         return train
     main_share = 1.0 - sum(share for _, share in extras)
