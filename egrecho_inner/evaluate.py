@@ -7,6 +7,7 @@ Writes ``<outdir>/errs-<part>.json`` (error/ins/del/sub rates, reference length,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -170,19 +171,22 @@ class Decoder:
     seconds: float = 0.0
     detected: dict = field(default_factory=dict)  # cut id -> language detected from its audio (cuts up to 30 s)
 
-    def _timed(self, features, languages, mask=None) -> tuple[list[str], list[str]]:
+    @contextlib.contextmanager
+    def _clock(self):
+        """Add the block's wall time to ``seconds`` (the RTF counts generation only)."""
         start = time.perf_counter()
-        out = transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
-                               self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
+        yield
         self.seconds += time.perf_counter() - start
-        return out
+
+    def _timed(self, features, languages, mask=None) -> tuple[list[str], list[str]]:
+        with self._clock():
+            return transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
+                                    self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
 
     def _timed_long(self, feats, language) -> str:
-        start = time.perf_counter()
-        text = transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
-                                   self.device, self.dtype)
-        self.seconds += time.perf_counter() - start
-        return text
+        with self._clock():
+            return transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
+                                       self.device, self.dtype)
 
     def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
                         num_workers: int, part: str) -> dict[str, str]:
