@@ -50,6 +50,7 @@ def register_commands() -> None:
     from egrecho_inner.export_onnx import export_onnx
     from egrecho_inner.merge_lora import merge_lora_whisper
     from egrecho_inner.model import save_tiny_whisper
+    from egrecho_inner.pseudo_label import pseudo_label
     from egrecho_inner.stats import print_stats
     from egrecho_inner.transcribe import transcribe
     from egrecho_inner.tokenizer import save_whisper_tokenizer
@@ -62,6 +63,7 @@ def register_commands() -> None:
     register("export-ct2", export_ct2, "Write a Whisper model in CTranslate2 format (faster-whisper).")
     register("export-onnx", export_onnx, "Write a Whisper as ONNX encoder + decoder with key/value cache.")
     register("import-ct2", import_ct2, "Convert a CTranslate2 (faster-whisper) Whisper dir to transformers.")
+    register("pseudo-label", pseudo_label, "Relabel a cut manifest with a model's transcripts (self-distillation).")
     register("make-tiny-whisper", save_tiny_whisper, "Save a tiny random Whisper for tests and CPU demos.")
 
 

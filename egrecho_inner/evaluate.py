@@ -100,21 +100,8 @@ def evaluate(
     """
     start_total = time.perf_counter()
     by_characters(metric, None)  # rejects an unknown metric before any work
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
     known = model_languages(model_path)  # Whisper's and any added by new_language
     default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    torch_dtype = getattr(torch, dtype)
-    if torch_dtype != torch.float32 and not str(device).startswith("cuda"):
-        log.warning("%s needs a GPU; evaluating in float32 on %s", dtype, device)
-        torch_dtype = torch.float32
-    model, processor = load_whisper(model_path, local_files_only)
-    model.to(device=device, dtype=torch_dtype).eval()
-    unpadded = resolve_unpadded(model.generation_config, remove_whisper_encoder_input_length_restriction, model_path)
-    if unpadded:
-        enable_unpadded_inputs(model)
-    log.info("decoding %s", "un-padded" if unpadded else "padded to 30 s")
 
     # 1. Data: sorted by duration so batches waste little.
     cutset, from_audio = load_eval_cuts(cuts, kaldi_dir, manifest_dir, prefix_name, part, default_language, known)
@@ -123,18 +110,11 @@ def evaluate(
     no_text = {c.id for c in cutset if not any(s.text for s in c.supervisions)} - nonspeech
     if no_text:
         log.warning("%d cuts have no reference text; transcribed but not scored: %s", len(no_text), sorted(no_text)[:10])
-
-    def language_of(cut) -> Optional[str]:
-        return (cut.supervisions[0].language if cut.supervisions else None) or default_language
-
-    unknown = next((c for c in cutset if known and language_of(c) and language_of(c) not in known), None)
-    if unknown is not None:
-        raise ValueError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
-                         "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
+    language_of = cut_language(cutset, default_language, known, model_path)
 
     # 2. Transcribe; 3. score.
-    decoder = Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of,
-                      unpadded)
+    decoder = load_decoder(model_path, device, dtype, local_files_only, remove_whisper_encoder_input_length_restriction,
+                           gen_args, language_of)
     hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part)
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
@@ -142,7 +122,7 @@ def evaluate(
     result["RTF"] = round(decoder.seconds / audio_seconds, 5)
     result.update(
         num_utts=len(cutset), num_unscored=len(no_text), audio_seconds=round(audio_seconds, 3), metric=metric_name,
-        unpadded=unpadded,
+        unpadded=decoder.unpadded,
         RTF_total=round((time.perf_counter() - start_total) / audio_seconds, 5),
     )
     expected = {c.id: None if c.id in nonspeech else language_of(c) for c in cutset}
@@ -154,6 +134,42 @@ def evaluate(
         tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return result
+
+
+def cut_language(cutset: CutSet, default_language: Optional[str], known: tuple[str, ...],
+                 model_path: str) -> Callable[[object], Optional[str]]:
+    """``cut -> language`` (its first supervision's, else ``default_language``; None: detect it); raises
+    naming the first cut whose language the model lacks."""
+
+    def language_of(cut) -> Optional[str]:
+        return (cut.supervisions[0].language if cut.supervisions else None) or default_language
+
+    unknown = next((c for c in cutset if known and language_of(c) and language_of(c) not in known), None)
+    if unknown is not None:
+        raise ValueError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
+                         "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
+    return language_of
+
+
+def load_decoder(model_path: str, device: str, dtype: str, local_files_only: bool, unpadded: Optional[bool],
+                 gen_args: GenArgs, language_of: Callable) -> "Decoder":
+    """Load a Whisper model for batched decoding: on ``device`` (auto: GPU if there is one) in ``dtype``
+    (half precision on GPU only), un-padded or padded as ``unpadded`` says (None: as it was trained)."""
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch_dtype = getattr(torch, dtype)
+    if torch_dtype != torch.float32 and not str(device).startswith("cuda"):
+        log.warning("%s needs a GPU; decoding in float32 on %s", dtype, device)
+        torch_dtype = torch.float32
+    model, processor = load_whisper(model_path, local_files_only)
+    model.to(device=device, dtype=torch_dtype).eval()
+    unpadded = resolve_unpadded(model.generation_config, unpadded, model_path)
+    if unpadded:
+        enable_unpadded_inputs(model)
+    log.info("decoding %s", "un-padded" if unpadded else "padded to 30 s")
+    return Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of,
+                   unpadded)
 
 
 @dataclass

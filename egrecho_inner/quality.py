@@ -26,6 +26,11 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+def is_repetitive(text: str) -> bool:
+    """Whisper's runaway-repetition rule: the compression ratio is above 2.4."""
+    return compression_ratio(text) > REPETITION_COMPRESSION_RATIO
+
+
 def has_text(hypothesis: str) -> bool:
     """Whether a hypothesis holds any word: a letter or a digit, not only punctuation or spaces."""
     return any(ch.isalnum() for ch in hypothesis)
@@ -41,7 +46,7 @@ def quality_fields(hyps: dict[str, str], nonspeech: set[str], expected_languages
     unknown) and the language detected for the cuts that were checked."""
     checked = [c for c in detected_languages if expected_languages.get(c)]
     lid_hits = sum(detected_languages[c] == expected_languages[c] for c in checked)
-    loops = sum(compression_ratio(h) > REPETITION_COMPRESSION_RATIO for h in hyps.values())
+    loops = sum(is_repetitive(h) for h in hyps.values())
     with_text = sum(has_text(hyps[c]) for c in nonspeech)
     return {
         "lid_accuracy": _share(lid_hits, len(checked)), "lid_cuts": len(checked),

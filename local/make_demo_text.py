@@ -4,6 +4,7 @@
 Usage:
     ./local/make_demo_text.py --output data/text/vi.txt
     ./local/make_demo_text.py --language en --output data/text/en.txt
+    ./local/make_demo_text.py --language eo --output data/text/eo.txt
 
 Downloads (``apt-get download``: no install, no root needed) Debian packages of documentation, unpacks
 them with ``dpkg-deb -x`` into a temporary dir, and keeps the sentences of their HTML paragraphs that
@@ -13,6 +14,8 @@ espeak-ng can read: 6 to 20 words, ending with ``. ? !``, no digits, markup or s
   Vietnamese), and every syllable must be in the list of ``hunspell-vi`` (so English product names and
   commands are left out).
 - en: ``maint-guide`` (the New Maintainers' Guide in English), every word plain letters.
+- eo: ``fortunes-eo`` (Zamenhof's *Proverbaro Esperanta*, about 2,600 proverbs): 4 to 20 words, a
+  dash read as a comma, quotes dropped, a full stop added where a proverb has no end mark.
 
 Output: one sentence per line, sorted, no duplicates; the packages' versions are printed.
 ``local/make_demo_data.py --sentences`` splits them into text-disjoint parts.
@@ -31,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
-PACKAGES = {"vi": ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi"), "en": ("maint-guide",)}
+PACKAGES = {"vi": ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi"), "en": ("maint-guide",),
+            "eo": ("fortunes-eo",)}
 MIN_WORDS, MAX_WORDS = 6, 20
+MIN_PROVERB_WORDS = 4  # proverbs are short: 6 words would keep only half of them
 _UNWANTED = re.compile(r"[0-9/\\<>{}=_|$#@`~\[\]*+%&^\"]|--|\.\w")
 _STRIP = ".,;:!?()'«»“”‘’…"
 
@@ -62,17 +67,29 @@ def paragraphs(page: Path) -> list[str]:
     return [html.unescape(re.sub(r"<[^>]+>", " ", p)) for p in re.findall(r"<p[^>]*>(.*?)</p>", text, flags=re.S)]
 
 
-def speakable(sentence: str, syllables: set[str] | None) -> bool:
+def proverbs(fortune_file: Path) -> list[str]:
+    """The entries of a ``fortune`` file (separated by ``%`` lines) as sentences: one line each, a dash
+    read as a comma, quotes dropped, a full stop added where the entry has no end mark."""
+    entries = fortune_file.read_text(encoding="utf-8").split("\n%\n")
+    sentences = []
+    for entry in entries:
+        text = " ".join(entry.replace(" -- ", ", ").replace('"', "").split()).strip()
+        if text and text != "%":
+            sentences.append(text if text.endswith((".", "?", "!")) else text + ".")
+    return sentences
+
+
+def speakable(sentence: str, syllables: set[str] | None, min_words: int = MIN_WORDS, ascii_only: bool = True) -> bool:
     """Whether a sentence suits the demo: length, ending, no symbols, and every word a Vietnamese syllable
-    (``syllables``) or, with None, plain ASCII letters."""
+    (``syllables``) or, with None, letters only (plain ASCII ones with ``ascii_only``)."""
     words = sentence.split()
-    if not MIN_WORDS <= len(words) <= MAX_WORDS or not sentence.endswith((".", "?", "!")):
+    if not min_words <= len(words) <= MAX_WORDS or not sentence.endswith((".", "?", "!")):
         return False
     if _UNWANTED.search(sentence):
         return False
     stripped = [w.strip(_STRIP) for w in words if w.strip(_STRIP)]
     if syllables is None:
-        return all(w.isascii() and w.isalpha() for w in stripped)
+        return all(w.isalpha() and (w.isascii() or not ascii_only) for w in stripped)
     return all(w.lower() in syllables for w in stripped)
 
 
@@ -81,7 +98,7 @@ def make_demo_text(output: str = "data/text/vi.txt", language: str = "vi") -> in
 
     Args:
         output: the text file to write (one sentence per line).
-        language: vi or en.
+        language: vi, en or eo.
     """
     if language not in PACKAGES:
         raise ValueError(f"language must be one of {sorted(PACKAGES)}, got {language!r}")
@@ -89,16 +106,19 @@ def make_demo_text(output: str = "data/text/vi.txt", language: str = "vi") -> in
         versions = fetch_packages(Path(tmp), PACKAGES[language])
         root = Path(tmp) / "root/usr/share"
         syllables = vietnamese_syllables(root / "hunspell/vi_VN.dic") if language == "vi" else None
-        pages = sorted(root.rglob("*.html"))
-        sentences = set()
-        for page in pages:
-            for paragraph in paragraphs(page):
-                for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
-                    if speakable(sentence, syllables):
-                        sentences.add(sentence)
+        if language == "eo":
+            sources = sorted(p for p in (root / "games/fortunes/eo").iterdir() if p.suffix != ".dat" and not p.is_symlink())
+            candidates = [s for source in sources for s in proverbs(source)]
+            # Esperanto's ĉ ĝ ĥ ĵ ŝ ŭ are letters; an elided ending (hom', l') keeps its apostrophe
+            sentences = {s for s in candidates if speakable(s, None, MIN_PROVERB_WORDS, ascii_only=False)}
+        else:
+            sources = sorted(root.rglob("*.html"))
+            candidates = [sentence for page in sources for paragraph in paragraphs(page)
+                          for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split()))]
+            sentences = {s for s in candidates if speakable(s, syllables)}
     with atomic_path(output) as tmp_file:
         tmp_file.write_text("".join(f"{s}\n" for s in sorted(sentences)), encoding="utf-8")
-    print(f"make_demo_text: {len(sentences)} sentences from {len(pages)} pages of {', '.join(versions)} -> {output}")
+    print(f"make_demo_text: {len(sentences)} sentences from {len(sources)} files of {', '.join(versions)} -> {output}")
     return len(sentences)
 
 

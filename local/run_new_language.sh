@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # New-language demo: teach whisper-base Esperanto (eo), a language Whisper was not trained on.
-#   1. synthesise an Esperanto corpus with espeak-ng          (local/make_demo_data.py --languages eo)
-#   2. prepare it, declaring the new code                     (prepare.sh --new_language eo)
-#   3. baseline: the original model, decoding as Spanish      (egrecho eval --gen_args.language es)
-#   4. LoRA fine-tune adding <|eo|> (row copied from <|es|>), un-padded, merge, evaluate (un-padded) with eo
-#   5. write the before/after table                           (exp/whisper-base/lora_eo/RESULTS.md)
-# Needs the quick start's install and pretrained/whisper-base (bash run.sh, or its first two steps).
-# Rerunning reuses finished stages. Usage: bash local/run_new_language.sh
+#   1. natural Esperanto text: Zamenhof's proverbs from Debian's fortunes-eo (local/make_demo_text.py),
+#      spoken by espeak-ng, text-disjoint train/val/test              (local/make_demo_data.py --languages eo)
+#   2. prepare it, declaring the new code                             (prepare.sh --new_language eo)
+#   3. baseline: the original model, decoding the test split as Spanish (egrecho eval --gen_args.language es)
+#   4. LoRA fine-tune adding <|eo|> (row copied from <|es|>), un-padded, with the quick start's English replay
+#      and non-speech cuts; merge; evaluate un-padded with eo, on English (retention) and on non-speech clips
+#   5. the before/after tables                                        (exp/whisper-base/lora_eo/RESULTS.md)
+# Needs the quick start first (bash run.sh): its install, pretrained/whisper-base, the English and non-speech
+# sets and the original model's scores on them (exp/whisper-base/orig). Rerunning reuses finished stages.
+# Usage: bash local/run_new_language.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -14,22 +17,42 @@ export HF_HUB_OFFLINE=1
 start=$(date +%s)
 kaldi=data/kaldi/demo_eo
 exp=exp/whisper-base/lora_eo
+orig=exp/whisper-base/orig
+fbank=data/fbank_whisper80
+for need in pretrained/whisper-base $orig/errs-en.json $orig/errs-nonspeech.json \
+    $fbank/demo_en_cuts_train.jsonl.gz $fbank/nonspeech_cuts_train.jsonl.gz; do
+  [ -e $need ] || { echo "run_new_language.sh: $need is missing; run the quick start first: bash run.sh" >&2; exit 1; }
+done
 
 if [ ! -f $kaldi/.done ]; then
-  python3 local/make_demo_data.py --out_dir $kaldi --languages eo --num_train 200 --num_val 20 --num_test 40
+  [ -f data/text/eo.txt ] || python3 local/make_demo_text.py --language eo --output data/text/eo.txt
+  python3 local/make_demo_data.py --out_dir $kaldi --languages eo --sentences data/text/eo.txt \
+    --num_train 800 --num_val 20 --num_test 60
   touch $kaldi/.done
 fi
 bash prepare.sh --kaldi_dir $kaldi --prefix demo_eo --new_language eo --nj 2
 
+eval_opts=(-c config/eval.yaml --num_workers 1 --gen_args.max_new_tokens 120)
 if [ ! -f $exp/orig/errs-test.json ]; then  # whisper-base has no <|eo|>: score it as Spanish, its closest guess
   mkdir -p $kaldi/test_as_es && cp $kaldi/test/{wav.scp,text} $kaldi/test_as_es/
-  egrecho eval -c config/eval.yaml --model_path pretrained/whisper-base --outdir $exp/orig \
-    --kaldi_dir $kaldi/test_as_es --gen_args.language es --num_workers 1
+  egrecho eval "${eval_opts[@]}" --model_path pretrained/whisper-base --outdir $exp/orig \
+    --kaldi_dir $kaldi/test_as_es --gen_args.language es
 fi
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_eo --exp_dir $exp \
-  --train_config config/demo_lora.yaml -- --new_language eo --new_language_init es --max_steps 60
+  --train_config config/demo_lora.yaml --stop_stage 0 -- --new_language eo --new_language_init es \
+  --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2 \
+  --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
+model=$exp/checkpoint-final-lora-merge
+eval_opts+=(--model_path $model --outdir $exp)
+[ -f $exp/errs-test.json ] || egrecho eval "${eval_opts[@]}" --prefix_name demo_eo
+[ -f $exp/errs-en.json ] || egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/en_docs/test --part en
+[ -f $exp/errs-nonspeech.json ] || egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/nonspeech/test --part nonspeech
 
+python3 local/plot_loss.py --logdir $exp/tensorboard --output $exp/loss.png --title "run_new_language.sh: whisper-base LoRA, eo"
+stats=$(python3 -c "import json; s = json.load(open('$kaldi/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words\")")
 python3 local/write_results.py --name base-lora-eo --model pretrained/whisper-base \
   --original $exp/orig/errs-test.json --tuned $exp/errs-test.json \
-  --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
-  --notes "New language: espeak-ng Esperanto (eo), 200 train / 20 val / 40 test utterances; before = whisper-base decoding as es; after = LoRA + <|eo|> (init from <|es|>), un-padded batches, 60 steps."
+  --retention_original $orig/errs-en.json --retention_tuned $exp/errs-en.json \
+  --nonspeech_original $orig/errs-nonspeech.json --nonspeech_tuned $exp/errs-nonspeech.json \
+  --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
+  --notes "New language: Esperanto (eo) proverbs (Debian's fortunes-eo) spoken by espeak-ng; $stats; test voices and speed unseen in training. Before = whisper-base decoding the test split as es (it has no <|eo|>, so its eo language identification is 0 by construction); after = LoRA + <|eo|> (row initialised from <|es|>), un-padded, config/demo_lora.yaml, replay_prob 0.2 (the quick start's English word lists), nospeech_prob 0.1. Retention and non-speech sets: the quick start's."
