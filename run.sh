@@ -12,9 +12,14 @@
 #                                                                    (finetune.sh, config/demo_lora.yaml)
 #      (each model is decoded the way it was trained: the original padded to 30 s, the fine-tune un-padded)
 #   7. the loss curve and the before/after tables                    (exp/whisper-base/RESULTS.md)
-# Rerunning reuses finished stages. Usage: bash run.sh
+#   8. with --compare_padding true: the same fine-tune trained padded to 30 s (about an hour more on 2 cores),
+#      scored the same way, next to the un-padded one                (exp/whisper-base/PADDING.md)
+# Rerunning reuses finished stages. Usage: bash run.sh [--compare_padding true]
 set -euo pipefail
 cd "$(dirname "$0")"
+compare_padding=false
+help_message="Usage: bash run.sh [--compare_padding true]"
+. local/parse_options.sh
 export HF_HUB_OFFLINE=1 PIP_ROOT_USER_ACTION=ignore
 start=$(date +%s)
 
@@ -51,10 +56,10 @@ score() {  # score MODEL_DIR OUT_DIR
   [ -f "$2/errs-nonspeech.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/nonspeech/test --part nonspeech
 }
 score pretrained/whisper-base $exp/orig
+mix_opts=(--replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2
+          --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1)
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora \
-  --train_config config/demo_lora.yaml --stop_stage 0 -- \
-  --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2 \
-  --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
+  --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}"
 score $exp/lora/checkpoint-final-lora-merge $exp/lora
 
 python3 local/plot_loss.py --logdir $exp/lora/tensorboard --output $exp/loss.png --title "run.sh: whisper-base LoRA"
@@ -64,4 +69,14 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
   --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words, {100 * s['test_word_pair_oov_rate']:.1f}% of its word pairs\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/en_docs/test/text) English test utterances (espeak-ng, natural sentences of Debian's New Maintainers' Guide; the $(wc -l < $kaldi/demo_en/train/text) replayed in training come from word lists). Settings: config/demo_lora.yaml, replay_prob 0.2 (English), nospeech_prob 0.1 ($(wc -l < $kaldi/nonspeech/train/text) training clips, other than the $(wc -l < $kaldi/nonspeech/test/text) scored)."
+
+if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
+  bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora_padded \
+    --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}" \
+    --remove_whisper_encoder_input_length_restriction false
+  score $exp/lora_padded/checkpoint-final-lora-merge $exp/lora_padded
+  python3 local/compare_runs.py --runs "[un-padded=$exp/lora, padded to 30 s=$exp/lora_padded]" \
+    --output $exp/PADDING.md --title "run.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
+    --notes "Same data (config/demo_lora.yaml with 20% English replay and 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
+fi
 echo "tensorboard --logdir $exp/lora/tensorboard"

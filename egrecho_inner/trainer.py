@@ -204,7 +204,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
         train_loader=train, eval_loader=valid, cut_id_file=_cut_id_file(args, rank, resume), callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_metrics("train", result.metrics)  # <output_dir>/train_results.json: train_runtime, samples/s
 
     # 5. Save the final (best by eval loss) model with the processor next to it.
     final = output_dir / "checkpoint-final"

@@ -40,6 +40,24 @@ def test_speakable_sentences_from_html(tmp_path):
     assert not text.speakable("There are 3 ways to build the package today.", None)
 
 
+def test_esperanto_proverbs_from_a_fortune_file(tmp_path):
+    text = load_script("make_demo_text")
+    fortunes = tmp_path / "proverbaro"
+    fortunes.write_text('Akvo kura -- akvo pura\n%\nAl hundo bastono, al hom\' leciono\n%\nLa "tuj" de sinjoroj\n'
+                        "estas multe da horoj\n%\nĈu vi venos?\n%\nDu vortoj\n%\nEn 1887 aperis la lingvo\n",
+                        encoding="utf-8")
+    proverbs = text.proverbs(fortunes)
+    assert proverbs == ["Akvo kura, akvo pura.", "Al hundo bastono, al hom' leciono.",
+                        "La tuj de sinjoroj estas multe da horoj.", "Ĉu vi venos?", "Du vortoj.",
+                        "En 1887 aperis la lingvo."]
+    kept = [p for p in proverbs if text.speakable(p, None, text.MIN_PROVERB_WORDS, ascii_only=False)]
+    # too short ("Ĉu vi venos?": 3 words, "Du vortoj.") and digits are left out; ĉ and hom' are letters
+    assert kept == proverbs[:3]
+    horse = "Al ĉevalo donacita oni buŝon ne esploras."
+    assert text.speakable(horse, None, text.MIN_PROVERB_WORDS, ascii_only=False)
+    assert not text.speakable(horse, None) and not text.speakable(proverbs[0], None)  # English: 6+ ASCII words
+
+
 def test_text_disjoint_splits_and_oov_rate(tmp_path):
     sentences = [f"Câu số {w} nói về {v} hôm nay." for w in ("một", "hai", "ba", "bốn", "năm", "sáu")
                  for v in ("mèo", "chó", "gà")]
@@ -114,3 +132,26 @@ def test_loss_curve_and_results_tables(tmp_path):
     assert "| language identification accuracy, retained language | 100.00 | 70.00 |" in table
     assert "| non-speech clips that got any text (4 clips) | 50.00 | 25.00 |" in table
     assert "![training and validation loss](loss.png)" in table
+
+
+def test_compare_runs_table(tmp_path):
+    compare = load_script("compare_runs")
+    for name, runtime, wer, unpadded in (("a", 420.0, 0.1, True), ("b", 3600.0, 0.125, False)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "train_results.json").write_text(json.dumps({"train_runtime": runtime, "train_steps_per_second": 200 / runtime}))
+        (run / "errs-test.json").write_text(json.dumps({"error_rate": wer, "total": 80, "metric": "wer",
+                                                        "lid_accuracy": 1.0, "unpadded": unpadded}))
+        (run / "errs-nonspeech.json").write_text(json.dumps({"error_rate": 0.0, "total": 0, "metric": "wer",
+                                                             "nonspeech_with_text": 0.25 if unpadded else None}))
+    (tmp_path / "a/errs-extra.json").write_text("{}")  # a part only one run has is left out
+    compare.compare_runs([f"un-padded={tmp_path / 'a'}", f"padded={tmp_path / 'b'}"], str(tmp_path / "C.md"), "T")
+    lines = (tmp_path / "C.md").read_text().splitlines()
+    assert lines[0] == "# T" and lines[2] == "| | un-padded | padded |"
+    assert "| training wall time (min) | 7.0 | 60.0 |" in lines
+    assert "| WER (%), test | 10.00 | 12.50 |" in lines and "| decoded, test | un-padded | padded to 30 s |" in lines
+    assert "| non-speech clips that got any text (%), nonspeech | 25.00 | n/a |" in lines
+    assert not any("WER (%), nonspeech" in line or "extra" in line for line in lines)
+    proc = run_script(str(RECIPE_DIR / "local/compare_runs.py"), "--runs", f"[x={tmp_path / 'a'}, y={tmp_path}]",
+                      "--output", str(tmp_path / "D.md"), check=False)
+    assert proc.returncode != 0 and "train_results.json not found" in proc.stderr and "Traceback" not in proc.stderr

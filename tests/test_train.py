@@ -51,6 +51,8 @@ def test_lora_overfits_and_leaves_base_weights(prepared_demo, tiny_model, tmp_pa
     final = tmp_path / "lora/checkpoint-final"
     assert (final / "adapter_model.safetensors").is_file() and (final / "tokenizer.json").is_file()
     assert not (final / "model.safetensors").exists()
+    metrics = json.loads((tmp_path / "lora/train_results.json").read_text())  # what compare_runs.py reads
+    assert metrics["train_runtime"] > 0 and metrics["train_steps_per_second"] > 0
 
 
 def test_full_overfits_and_freeze_encoder(prepared_demo, tiny_model, tmp_path, monkeypatch):
