@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 class FullArgs(TrainArgs):
     """Training options plus full fine-tuning's own."""
 
+    output_dir: str = "exp/whisper-small/full"
+    learning_rate: float = 1e-5
+    """full fine-tuning takes a far smaller rate than an adapter"""
     freeze_encoder: bool = False
     """train the decoder only (the encoder's weights stay as they are)"""
 
