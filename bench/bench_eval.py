@@ -32,6 +32,7 @@ import torch
 if __package__ in (None, ""):  # python bench/bench_eval.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Row, espeak_cuts, print_rows, timed  # noqa: E402
+from egrecho_inner.errors import MissingInputError
 
 
 def adapt_unpadded(model: str, output_dir: Path, steps: int, batch_size: int = 8, device: str = "cpu") -> str:
@@ -83,7 +84,7 @@ def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, nu
 
     ct2_dir = ct2_model or model.rstrip("/") + "-ct2"
     if not Path(ct2_dir).is_dir():
-        raise FileNotFoundError(f"{ct2_dir} not found: egrecho export-ct2 --model_path {model} --output_dir {ct2_dir}")
+        raise MissingInputError(f"{ct2_dir} not found: egrecho export-ct2 --model_path {model} --output_dir {ct2_dir}")
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         cuts = espeak_cuts(num_utts, Path(tmp))

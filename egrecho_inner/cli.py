@@ -7,13 +7,13 @@ and ``--print_config``.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from egrecho_inner import __version__
+from egrecho_inner.errors import one_line_errors
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def register_commands() -> None:
     from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.pseudo_label import pseudo_label
     from egrecho_inner.stats import print_stats
-    from egrecho_inner.transcribe import transcribe
     from egrecho_inner.tokenizer import save_whisper_tokenizer
+    from egrecho_inner.transcribe import transcribe
 
     register("eval", evaluate, "Transcribe and score a test set (WER/CER, RTF).")
     register("transcribe", transcribe, "Print utt-id<TAB>text for audio files or a wav.scp.", many="audio")
@@ -89,12 +89,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     cfg = parser.parse_args(argv)
     name = cfg.command
     command = COMMANDS.get(name) or next(c for c in COMMANDS.values() if name in c.aliases)
-    init = parser.instantiate_classes(cfg)[name]  # nested blocks (e.g. gen_args) become their dataclasses
+    init = parser.instantiate(cfg)[name]  # nested blocks (e.g. gen_args) become their dataclasses
     kwargs = {k: v for k, v in init.items(branches=True) if k != "config"}
-    try:
+    with one_line_errors(f"egrecho {command.name}"):
         command.func(**kwargs)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"egrecho {command.name}: error: {e}")
 
 
 if __name__ == "__main__":

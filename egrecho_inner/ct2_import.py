@@ -21,6 +21,7 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
 from egrecho_inner.constants import MAX_LABEL_TOKENS
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.model import save_processor, whisper_generation_config
 from egrecho_inner.tokenizer import repair_ct2_tokenizer
 from egrecho_inner.utils import Pathlike, atomic_path
@@ -46,10 +47,10 @@ def read_ct2_variables(model_bin: Pathlike) -> dict[str, torch.Tensor]:
     with open(model_bin, "rb") as f:
         version = _u32(f)
         if version < 5:
-            raise ValueError(f"{model_bin}: CTranslate2 spec version {version} is not supported (need >= 5)")
+            raise InputError(f"{model_bin}: CTranslate2 spec version {version} is not supported (need >= 5)")
         spec, _, count = _name(f), _u32(f), _u32(f)  # the middle one is the spec revision
         if spec != "WhisperSpec":
-            raise ValueError(f"{model_bin} holds a {spec}, not a WhisperSpec")
+            raise InputError(f"{model_bin} holds a {spec}, not a WhisperSpec")
         for _ in range(count):
             name = _name(f)
             rank = f.read(1)[0]
@@ -144,16 +145,16 @@ def import_ct2(ct2_dir: str, output_dir: str, dtype: str = "float32") -> str:
     src = Path(ct2_dir)
     for name in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / name).is_file():
-            raise FileNotFoundError(f"{src / name} not found: not a CTranslate2 Whisper dir")
+            raise MissingInputError(f"{src / name} not found: not a CTranslate2 Whisper dir")
     if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+        raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
     variables = read_ct2_variables(src / "model.bin")
     config = whisper_config_from_ct2(variables)
     model = WhisperForConditionalGeneration(config)
     state = {k: t.to(torch.float32) for k, t in ct2_to_hf_state_dict(variables).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if set(missing) - {"proj_out.weight"} or unexpected:  # proj_out is tied to the token embeddings
-        raise ValueError(f"weight mismatch: missing {missing}, unexpected {unexpected}")
+        raise InputError(f"weight mismatch: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
 
     tokenizer = repair_ct2_tokenizer(src / "tokenizer.json")

@@ -9,8 +9,8 @@ the natural batch size. ``max_duration`` (total seconds) is there for un-padded 
 from __future__ import annotations
 
 import logging
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -21,6 +21,7 @@ from lhotse.dataset.sampling.base import CutSampler
 from lhotse.utils import Pathlike
 
 from egrecho_inner.dataset import TrainingCutFilter, WhisperDataset, WhisperLabeler
+from egrecho_inner.errors import InputError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,10 @@ def read_cuts(path: Pathlike, missing_hint: str) -> CutSet:
     """Lazily read cuts, or a clear error if the manifest is missing (with ``missing_hint``) or empty."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {missing_hint}")
+        raise MissingInputError(f"{path} not found: {missing_hint}")
     cuts = load_manifest_lazy(path)  # None for an empty file
     if cuts is None or next(iter(cuts), None) is None:
-        raise ValueError(f"{path} holds no cuts")
+        raise InputError(f"{path} holds no cuts")
     return cuts
 
 
@@ -147,7 +148,7 @@ class _OneShot:
 
 def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, rank: int, seed: int) -> CutSampler:
     if args.max_cuts is None and args.max_duration is None:
-        raise ValueError("set max_cuts (cuts per batch) or max_duration (seconds per batch)")
+        raise InputError("set max_cuts (cuts per batch) or max_duration (seconds per batch)")
     common = dict(max_cuts=args.max_cuts, max_duration=args.max_duration, shuffle=shuffle,
                   world_size=world_size, rank=rank, seed=seed, drop_last=False)
     if args.bucketing_sampler and shuffle:
@@ -172,7 +173,7 @@ def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
         return train
     main_share = 1.0 - sum(share for _, share in extras)
     if main_share <= 0 or any(share <= 0 for _, share in extras):
-        raise ValueError(f"replay_prob ({args.replay_prob}) and nospeech_prob ({args.nospeech_prob}) must be "
+        raise InputError(f"replay_prob ({args.replay_prob}) and nospeech_prob ({args.nospeech_prob}) must be "
                          "above 0 and add up to less than 1")
     log.info("training mix: train %.2f, %s", main_share,
              ", ".join(f"{path} {share:.2f}" for path, (_, share) in zip(args.replay + [args.nospeech_cuts], extras)))
@@ -219,5 +220,5 @@ def eval_loader(
 def _musan_path(args: DataArgs) -> Path:
     path = Path(args.manifest_dir) / "musan_cuts.jsonl.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run prepare.sh with --musandir, or set enable_musan: false")
+        raise MissingInputError(f"{path} not found: run prepare.sh with --musandir, or set enable_musan: false")
     return path

@@ -20,6 +20,7 @@ from lhotse.cut import Cut, MixedCut
 from transformers import PreTrainedTokenizerBase
 
 from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS
+from egrecho_inner.errors import InputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 
 log = logging.getLogger(__name__)
@@ -37,17 +38,17 @@ class WhisperLabeler:
         language = cut.supervisions[0].language if cut.supervisions else None
         language = language or self.default_language
         if not language:
-            raise ValueError(f"cut {cut.id} has no language and no default language is set")
+            raise InputError(f"cut {cut.id} has no language and no default language is set")
         return language
 
     def __call__(self, cut: Cut) -> list[int]:
         if not cut.supervisions:
-            raise ValueError(f"cut {cut.id} has no supervision (no transcript)")
+            raise InputError(f"cut {cut.id} has no supervision (no transcript)")
         language = self.language_of(cut)
         prefix = ["<|startoftranscript|>", f"<|{language}|>", f"<|{self.task}|>", "<|notimestamps|>"]
         ids = self.tokenizer.convert_tokens_to_ids(prefix)
         if self.tokenizer.unk_token_id in ids:  # a token the vocabulary lacks maps to <unk>
-            raise ValueError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]} "
+            raise InputError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]} "
                              f"(train a language Whisper lacks with new_language: {language})")
         text = " ".join(s.text for s in cut.supervisions if s.text)
         return ids + self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]

@@ -24,9 +24,10 @@ from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
 from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_batch, transcribe_features
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.model import load_whisper
+from egrecho_inner.model import check_model_source, load_whisper
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.quality import quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
@@ -47,10 +48,10 @@ def load_eval_cuts(cuts: Optional[str], kaldi_dir: Optional[str], manifest_dir: 
         return CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(SAMPLING_RATE), True
     path = Path(cuts or Path(manifest_dir) / f"{prefix_name}_cuts_{part}.jsonl.gz")
     if not path.is_file():
-        raise FileNotFoundError(f"cut manifest {path} not found (run prepare.sh, or pass --cuts / --kaldi_dir)")
+        raise MissingInputError(f"cut manifest {path} not found (run prepare.sh, or pass --cuts / --kaldi_dir)")
     cutset = load_manifest(path)
     if cutset is None or len(cutset) == 0:
-        raise ValueError(f"cut manifest {path} holds no cuts")
+        raise InputError(f"cut manifest {path} holds no cuts")
     return cutset, False
 
 
@@ -100,6 +101,7 @@ def evaluate(
     """
     start_total = time.perf_counter()
     by_characters(metric, None)  # rejects an unknown metric before any work
+    check_model_source(model_path, local_files_only)
     known = model_languages(model_path)  # Whisper's and any added by new_language
     default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None
 
@@ -146,7 +148,7 @@ def cut_language(cutset: CutSet, default_language: Optional[str], known: tuple[s
 
     unknown = next((c for c in cutset if known and language_of(c) and language_of(c) not in known), None)
     if unknown is not None:
-        raise ValueError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
+        raise InputError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
                          "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
     return language_of
 
@@ -156,7 +158,7 @@ def load_decoder(model_path: str, device: str, dtype: str, local_files_only: boo
     """Load a Whisper model for batched decoding: on ``device`` (auto: GPU if there is one) in ``dtype``
     (half precision on GPU only), un-padded or padded as ``unpadded`` says (None: as it was trained)."""
     if dtype not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+        raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch_dtype = getattr(torch, dtype)
     if torch_dtype != torch.float32 and not str(device).startswith("cuda"):

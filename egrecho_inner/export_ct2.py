@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from egrecho_inner.errors import InputError
 from egrecho_inner.model import check_model_source
 from egrecho_inner.utils import atomic_path
 
@@ -23,10 +24,10 @@ def export_ct2(model_path: str, output_dir: str, quantization: str = "float32") 
 
     check_model_source(model_path, local_files_only=True)
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+        raise InputError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     src = Path(model_path)
     if (src / "adapter_config.json").is_file():
-        raise ValueError(f"{src} is a LoRA adapter: merge it first (egrecho merge-lora-whisper --lora_model {src})")
+        raise InputError(f"{src} is a LoRA adapter: merge it first (egrecho merge-lora-whisper --lora_model {src})")
     copy = [name for name in ("tokenizer.json", "preprocessor_config.json") if (src / name).is_file()]
     with atomic_path(output_dir) as tmp:
         converter = ctranslate2.converters.TransformersConverter(str(src), copy_files=copy, load_as_float16=False)

@@ -24,6 +24,7 @@ from transformers import WhisperForConditionalGeneration
 from transformers.cache_utils import EncoderDecoderCache
 
 from egrecho_inner.constants import N_FRAMES
+from egrecho_inner.errors import InputError
 from egrecho_inner.model import check_model_source, load_whisper, save_processor
 from egrecho_inner.unpadded import enable_unpadded_inputs, trained_unpadded
 from egrecho_inner.utils import atomic_path
@@ -91,7 +92,7 @@ def export_onnx(model_path: str, output_dir: str, opset: int = 18) -> str:
     """
     check_model_source(model_path, local_files_only=True)
     if (Path(model_path) / "adapter_config.json").is_file():
-        raise ValueError(f"{model_path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper)")
+        raise InputError(f"{model_path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper)")
     model, processor = load_whisper(model_path, local_files_only=True)
     model = model.float().eval()
     unpadded = trained_unpadded(model.generation_config)

@@ -18,12 +18,13 @@ from lhotse import WhisperFbank, WhisperFbankConfig
 from lhotse.cut import Cut
 
 from egrecho_inner.constants import DYNAMIC_RANGE, LOG_MEL_FLOOR, MEL_BINS, N_FRAMES, SAMPLING_RATE
+from egrecho_inner.errors import InputError
 
 
 def make_fbank_extractor(num_mel_bins: int = 80, device: str = "cpu") -> WhisperFbank:
     """lhotse's Whisper fbank extractor for 80 (v1/v2) or 128 (large-v3) mel bins."""
     if num_mel_bins not in MEL_BINS:
-        raise ValueError(f"num_mel_bins must be one of {MEL_BINS}, got {num_mel_bins}")
+        raise InputError(f"num_mel_bins must be one of {MEL_BINS}, got {num_mel_bins}")
     return WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins, device=device))
 
 
@@ -40,7 +41,7 @@ def pad_to_whisper_input(feats: torch.Tensor, num_frames: int = N_FRAMES) -> tor
     """
     t = feats.shape[0]
     if t > num_frames:
-        raise ValueError(f"{t} frames do not fit Whisper's {num_frames}-frame window")
+        raise InputError(f"{t} frames do not fit Whisper's {num_frames}-frame window")
     out = torch.full((num_frames, feats.shape[1]), padding_value(feats), dtype=torch.float32)
     out[:t] = feats
     return out.T  # (n_mels, num_frames)
@@ -62,7 +63,7 @@ def load_cut_features(cut: Cut, extractor: WhisperFbank | None = None) -> torch.
     (resampled to 16 kHz, multi-channel audio averaged) when ``extractor`` is given."""
     if extractor is None:
         if not cut.has_features:
-            raise ValueError(f"cut {cut.id} has no stored features; use on-the-fly features")
+            raise InputError(f"cut {cut.id} has no stored features; use on-the-fly features")
         return torch.from_numpy(np.ascontiguousarray(cut.load_features()))
     if cut.sampling_rate != SAMPLING_RATE:
         cut = cut.resample(SAMPLING_RATE)

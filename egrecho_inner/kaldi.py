@@ -3,8 +3,8 @@ manifests, checking every line.
 
 Broken lines are either a clear error naming the file and line (duplicate ids, unknown language,
 malformed segments) or a counted skip, logged per utterance and summed up at the end (missing,
-empty or unreadable audio, utterances without text or audio, empty transcripts). Nothing is
-dropped silently.
+empty, unreadable, truncated, too short or NaN/Inf audio, utterances without text or audio, empty
+transcripts). Every recording is decoded once to check it. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import logging
 import math
 import shlex
+import struct
 import subprocess
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -20,18 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import soundfile
 from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import fix_manifests, validate_recordings_and_supervisions
 
 from egrecho_inner.constants import MAX_INPUT_SECONDS
+from egrecho_inner.errors import InputError
 from egrecho_inner.text import normalize_transcript, resolve_language
 from egrecho_inner.utils import Pathlike
 
 log = logging.getLogger(__name__)
 
 
-class KaldiDataError(ValueError):
+class KaldiDataError(InputError):
     """A Kaldi data dir is unusable; the message names the file and line."""
 
 
@@ -87,9 +90,66 @@ def read_kaldi_mapping(path: Path) -> dict[str, Entry]:
     return entries
 
 
+MIN_AUDIO_SECONDS = 0.025  # one 25 ms STFT window of Whisper's features (400 samples at 16 kHz)
+TRUNCATION_TOLERANCE = 0.01  # decoded samples may fall short of the header's count by 1% (codec padding)
+
+
+def wav_declared_frames(path: Path) -> Optional[int]:
+    """Frames a RIFF/WAVE header's ``data`` chunk declares (None: not a WAV, or a streamed one without a
+    size). libsndfile clamps its count to the bytes present, so this is how a cut-short copy shows."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:] != b"WAVE":
+            return None
+        block_align = None
+        while header := f.read(8):
+            if len(header) < 8:
+                return None
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt ":
+                block_align = struct.unpack("<H", f.read(16)[12:14])[0]
+                f.seek(size - 16 + size % 2, 1)
+            elif chunk == b"data":
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            else:
+                f.seek(size + size % 2, 1)
+    return None
+
+
+def decode_samples(recording_id: str, spec: str, source, declared: Optional[int] = None) -> tuple[int, int]:
+    """Decode a recording fully (``source``: a path or the bytes a pipe printed) and check that it holds
+    the ``declared`` samples of its header; returns (sampling rate, decoded samples per channel). Raises
+    :class:`AudioProblem` for audio that can't be decoded, is cut short, holds NaN/Inf or is shorter than
+    one STFT window."""
+    try:
+        data, sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises its own error types for undecodable bytes
+        if not isinstance(source, Path):
+            raise AudioProblem("unreadable audio", f"{spec}: command output is not audio: {e}") from None
+        try:  # formats libsndfile can't read (m4a, opus, ...): lhotse's other backends
+            recording = Recording.from_file(source, recording_id=recording_id)
+            data, sampling_rate = recording.load_audio().T, recording.sampling_rate
+        except Exception as e2:  # lhotse raises a generic error after trying every backend
+            raise AudioProblem("unreadable audio", f"{spec}: {str(e2).splitlines()[0][:200]}") from None
+    num_samples = data.shape[0]
+    if declared and num_samples < declared * (1 - TRUNCATION_TOLERANCE):
+        raise AudioProblem("truncated audio", f"{spec}: the header promises {declared} samples, "
+                                              f"the file holds {num_samples} (an interrupted copy?)")
+    if num_samples == 0:
+        raise AudioProblem("empty audio", f"{spec}: 0 samples")
+    if not np.isfinite(data).all():
+        raise AudioProblem("invalid samples", f"{spec}: NaN or infinite sample values")
+    if num_samples < MIN_AUDIO_SECONDS * sampling_rate:
+        raise AudioProblem("too short", f"{spec}: {num_samples} samples, under one {MIN_AUDIO_SECONDS * 1000:.0f} ms "
+                                        "window of the features")
+    return sampling_rate, num_samples
+
+
 def probe_recording(recording_id: str, spec: str) -> Recording:
     """Make a lhotse Recording for one wav.scp entry: a path or a Kaldi pipe (``cmd ... |``).
 
+    The audio is decoded once and must match its header (``decode_samples``): a file cut short by an
+    interrupted copy, a header without data, NaN/Inf samples, a clip under one STFT window or a pipe that
+    fails or prints nothing is an :class:`AudioProblem` here, not a crash at feature time.
     Multi-channel files are downmixed to mono by sox at load time, since Whisper takes one channel.
     """
     if spec.endswith("|"):
@@ -99,13 +159,13 @@ def probe_recording(recording_id: str, spec: str) -> Recording:
             stderr = proc.stderr.decode(errors="replace").strip()[-200:]
             raise AudioProblem("unreadable audio", f"command failed (exit {proc.returncode}): {stderr or 'no output'}")
         try:
-            info = soundfile.info(io.BytesIO(proc.stdout))
+            channels = soundfile.info(io.BytesIO(proc.stdout)).channels
         except Exception as e:  # soundfile raises its own error types for undecodable bytes
             raise AudioProblem("unreadable audio", f"command output is not audio: {e}") from None
-        if info.channels > 1:
-            raise AudioProblem("unreadable audio", f"pipe gives {info.channels} channels; add '-c 1' to it")
+        if channels > 1:
+            raise AudioProblem("unreadable audio", f"pipe gives {channels} channels; add '-c 1' to it")
         source = AudioSource(type="command", channels=[0], source=command)
-        sampling_rate, num_samples = info.samplerate, info.frames
+        sampling_rate, num_samples = decode_samples(recording_id, spec, io.BytesIO(proc.stdout))
     else:
         path = Path(spec)
         if not path.is_file():
@@ -114,13 +174,13 @@ def probe_recording(recording_id: str, spec: str) -> Recording:
             recording = Recording.from_file(path.resolve(), recording_id=recording_id)
         except Exception as e:  # lhotse tries several backends and raises a generic error
             raise AudioProblem("unreadable audio", f"{spec}: {str(e).splitlines()[0][:200]}") from None
-        source, sampling_rate, num_samples = recording.sources[0], recording.sampling_rate, recording.num_samples
+        declared = wav_declared_frames(path) or recording.num_samples
+        sampling_rate, num_samples = decode_samples(recording_id, spec, path.resolve(), declared)
+        source = recording.sources[0]
         if recording.num_channels > 1:
             log.info("%s: %d channels, downmixed to mono with sox", recording_id, recording.num_channels)
             command = f"sox {shlex.quote(str(path.resolve()))} -t wav -e floating-point -b 32 -c 1 -"  # float: no dither
             source = AudioSource(type="command", channels=[0], source=command)
-    if num_samples == 0:
-        raise AudioProblem("empty audio", f"{spec}: 0 samples")
     return Recording(
         id=recording_id,
         sources=[source],

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from egrecho_inner.constants import MAX_LABEL_TOKENS
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,27 @@ def _looks_like_path(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
 
 
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
 def check_model_source(name: str, local_files_only: bool) -> None:
     """Fail early, with a hint, when ``name`` is neither a model dir nor (when allowed) a hub id."""
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model dir")
+        if (path / "adapter_config.json").is_file():
+            weights = ADAPTER_WEIGHTS
+        elif (path / "config.json").is_file():
+            weights = MODEL_WEIGHTS
+        else:
+            raise MissingInputError(f"{path} has no config.json: not a Hugging Face model dir")
+        if not any((path / w).is_file() for w in weights):
+            raise MissingInputError(f"{path} has its config but no weights ({weights[0]}): a half-written save? "
+                                    "Rerun the step that wrote it (training, merge-lora-whisper, import-ct2)")
         return
     if _looks_like_path(name) or local_files_only:
         hint = "download it first: bash hf_download.sh openai/whisper-small pretrained/whisper-small"
-        raise FileNotFoundError(f"model {name!r} not found locally ({hint}; or set local_files_only: false)")
+        raise MissingInputError(f"model {name!r} not found locally ({hint}; or set local_files_only: false)")
 
 
 def load_whisper(name: str, local_files_only: bool = True) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:

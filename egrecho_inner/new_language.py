@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from tokenizers import AddedToken
 
+from egrecho_inner.errors import InputError
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,16 @@ def add_language(model, tokenizer, code: str, init_from: Optional[str] = None) -
     token = language_token(code)
     lang_to_id = dict(model.generation_config.lang_to_id or {})
     if code in WHISPER_LANGUAGE_CODES:
-        raise ValueError(f"new_language {code!r} is a Whisper language already: set language: {code} instead")
+        raise InputError(f"new_language {code!r} is a Whisper language already: set language: {code} instead")
     if token in lang_to_id:
         if tokenizer.convert_tokens_to_ids(token) != lang_to_id[token]:
-            raise ValueError(f"the model maps {token} to id {lang_to_id[token]} but its tokenizer does not")
+            raise InputError(f"the model maps {token} to id {lang_to_id[token]} but its tokenizer does not")
         log.info("%s is already in the model (id %d)", token, lang_to_id[token])
         return lang_to_id[token]
     if not LANGUAGE_CODE.match(code):
-        raise ValueError(f"new_language {code!r} is not a language code (2-3 lowercase letters, e.g. eo, haw)")
+        raise InputError(f"new_language {code!r} is not a language code (2-3 lowercase letters, e.g. eo, haw)")
     if init_from is not None and language_token(init_from) not in lang_to_id:
-        raise ValueError(f"new_language_init {init_from!r} is not a language of this model")
+        raise InputError(f"new_language_init {init_from!r} is not a language of this model")
 
     tokenizer.add_tokens([AddedToken(token, special=True, normalized=False)], special_tokens=True)
     new_id = tokenizer.convert_tokens_to_ids(token)
@@ -80,7 +81,7 @@ def prompt_ids(generation: dict, language: Optional[str], task: str = "transcrib
     if language is not None:
         token = language_token(language)
         if token not in generation["lang_to_id"]:
-            raise ValueError(f"language {language!r} is not in this model's generation config")
+            raise InputError(f"language {language!r} is not in this model's generation config")
         ids.append(generation["lang_to_id"][token])
     return ids + [generation["task_to_id"][task], generation["no_timestamps_token_id"]]
 

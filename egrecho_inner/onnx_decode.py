@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.export_onnx import (
     CACHE_KINDS,
     DECODER_FILE,
@@ -34,7 +35,7 @@ class OnnxWhisper:
         missing = [n for n in (ENCODER_FILE, DECODER_FILE, DECODER_WITH_PAST_FILE, "generation_config.json")
                    if not (root / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"{root} is not an ONNX Whisper dir (missing {', '.join(missing)}); "
+            raise MissingInputError(f"{root} is not an ONNX Whisper dir (missing {', '.join(missing)}); "
                                     "see egrecho export-onnx")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -21,7 +21,9 @@ from lhotse.utils import fastcopy
 
 from egrecho_inner.data_module import read_cuts
 from egrecho_inner.decode import GenArgs
+from egrecho_inner.errors import InputError
 from egrecho_inner.evaluate import cut_language, load_decoder
+from egrecho_inner.model import check_model_source
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.quality import has_text, is_repetitive
 from egrecho_inner.utils import atomic_path
@@ -76,7 +78,8 @@ def pseudo_label(
         counts: cuts read, written, dropped as empty, dropped as repetitive.
     """
     if Path(output).resolve() == Path(cuts).resolve():
-        raise ValueError(f"output {output} would overwrite the input manifest; name another file")
+        raise InputError(f"output {output} would overwrite the input manifest; name another file")
+    check_model_source(model_path, local_files_only)
     cutset = read_cuts(cuts, "the cut manifest to pseudo-label").to_eager().sort_by_duration(ascending=False)
     known = model_languages(model_path)
     language_of = cut_language(cutset, gen_args.language, known, model_path)
@@ -96,7 +99,7 @@ def pseudo_label(
         if ids:
             log.warning("pseudo-label: dropped %d cuts whose output had %s: %s", len(ids), reason, ids[:10])
     if not kept:
-        raise ValueError(f"{model_path} gave no usable transcript for any cut of {cuts}")
+        raise InputError(f"{model_path} gave no usable transcript for any cut of {cuts}")
     with atomic_path(output) as tmp:
         CutSet.from_cuts(kept).to_file(tmp)
     counts = {"cuts": len(cutset), "written": len(kept), "dropped_empty": len(empty),

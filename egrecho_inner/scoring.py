@@ -18,6 +18,7 @@ import jiwer
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
 from egrecho_inner.constants import NO_SPACE_LANGUAGES
+from egrecho_inner.errors import InputError
 from egrecho_inner.text import to_half_width
 
 METRICS = ("auto", "wer", "cer")
@@ -55,7 +56,7 @@ def scoring_units(text: str, by_char: bool) -> list[str]:
 
 def by_characters(metric: str, language: str | None) -> bool:
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
     return metric == "cer" or (metric == "auto" and language in NO_SPACE_LANGUAGES)
 
 

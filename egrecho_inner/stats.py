@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Union
 
 import numpy as np
 from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
 from tabulate import tabulate
 
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.utils import Pathlike
 
 Manifest = Union[CutSet, RecordingSet, SupervisionSet]
@@ -80,6 +81,6 @@ def print_stats(manifest: str) -> None:
         manifest: a cut, recording or supervision manifest (.jsonl or .jsonl.gz).
     """
     if not Path(manifest).is_file():
-        raise FileNotFoundError(f"{manifest} not found")
+        raise MissingInputError(f"{manifest} not found")
     print(manifest)
     print(describe(manifest))

@@ -8,6 +8,7 @@ from typing import Iterable
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from egrecho_inner.constants import NO_SPACE_LANGUAGES
+from egrecho_inner.errors import InputError
 
 # Whisper's language codes (99 for v1/v2 models, plus "yue" for large-v3).
 WHISPER_LANGUAGE_CODES: tuple[str, ...] = tuple(LANGUAGES)
@@ -48,7 +49,7 @@ def resolve_language(value: str, where: str = "", extra: Iterable[str] = ()) -> 
     if key in extra:
         return key
     location = f"{where}: " if where else ""
-    raise ValueError(
+    raise InputError(
         f"{location}unknown language {value!r}. Valid Whisper language codes: {', '.join(WHISPER_LANGUAGE_CODES)}"
         f"{''.join(', ' + c for c in extra if c not in LANGUAGES)} (a language Whisper lacks needs new_language)"
     )

@@ -18,6 +18,7 @@ from tokenizers import AddedToken
 from transformers import WhisperTokenizer
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES
 from egrecho_inner.utils import Pathlike
 
@@ -33,7 +34,7 @@ def openai_tiktoken_file() -> Path:
 
     spec = importlib.util.find_spec("whisper")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("openai-whisper is not installed: pip install --no-deps openai-whisper tiktoken")
+        raise MissingInputError("openai-whisper is not installed: pip install --no-deps openai-whisper tiktoken")
     return Path(spec.origin).parent / "assets" / "multilingual.tiktoken"
 
 
@@ -87,7 +88,7 @@ def repair_ct2_tokenizer(tokenizer_json: Pathlike) -> WhisperTokenizer:
     added = sorted(data["added_tokens"], key=lambda t: t["id"])
     specials = [t["content"] for t in added if not TIMESTAMP.fullmatch(t["content"])]
     if added and added[0]["id"] != len(vocab) - (1 if "<|endoftext|>" in vocab else 0):
-        raise ValueError(f"{tokenizer_json}: added tokens start at id {added[0]['id']}, expected {len(vocab)}")
+        raise InputError(f"{tokenizer_json}: added tokens start at id {added[0]['id']}, expected {len(vocab)}")
     vocab = {k: v for k, v in vocab.items() if k not in specials}
     _, timestamps = whisper_special_tokens()
     return assemble_tokenizer(vocab, merges, specials, timestamps)

@@ -19,6 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
+from egrecho_inner.errors import InputError, MissingInputError, one_line_errors
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.new_language import add_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, mark_trained_unpadded
@@ -78,9 +79,9 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         log.warning("fp16/bf16 need a GPU; training in fp32 on CPU")
         fp16 = bf16 = False
     if args.deepspeed and not Path(args.deepspeed).is_file():
-        raise FileNotFoundError(f"deepspeed config {args.deepspeed} not found (see config/ds_config_z*.json)")
+        raise MissingInputError(f"deepspeed config {args.deepspeed} not found (see config/ds_config_z*.json)")
     if args.save_steps % args.eval_steps:
-        raise ValueError(f"save_steps ({args.save_steps}) must be a multiple of eval_steps ({args.eval_steps})")
+        raise InputError(f"save_steps ({args.save_steps}) must be a multiple of eval_steps ({args.eval_steps})")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(args.output_dir) / "tensorboard")
     return Seq2SeqTrainingArguments(
         output_dir=args.output_dir, learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
@@ -152,10 +153,10 @@ def resolve_resume(value: Union[bool, str, None], output_dir: str) -> Optional[s
     if value in (True, "true", "latest"):
         last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         if last is None:
-            raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint-* in {output_dir} to resume from")
+            raise MissingInputError(f"resume_from_checkpoint: no checkpoint-* in {output_dir} to resume from")
         return last
     if not Path(value).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint: {value} not found")
+        raise MissingInputError(f"resume_from_checkpoint: {value} not found")
     return str(value)
 
 
@@ -186,7 +187,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
     valid = eval_loader(args, labeler, "val", world_size=world, rank=rank)
     if len(train) == 0:
-        raise ValueError(f"no training batch: every cut of {args.prefix_name}_cuts_train was filtered out")
+        raise InputError(f"no training batch: every cut of {args.prefix_name}_cuts_train was filtered out")
     total_steps = args.max_steps if args.max_steps > 0 else _epoch_steps(len(train), args)
 
     # 3. Model: LoRA / frozen parts from the script's hook.
@@ -249,7 +250,5 @@ def main_cli(args_class: type, prepare_model: Callable, description: str, argv: 
             tmp.write_text(parser.dump(cfg, skip_none=False))
 
     setup_logging()
-    try:
+    with one_line_errors(Path(sys.argv[0]).name):
         run_training(args, prepare_model, save_config)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")

@@ -12,6 +12,7 @@ from lhotse import Recording
 
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_features, whisper_windows
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.new_language import model_languages, prompt_ids
@@ -27,7 +28,7 @@ def iter_audio(inputs: list[str]) -> Iterator[tuple[str, Recording]]:
     for item in inputs:
         path = Path(item)
         if not path.is_file():
-            raise FileNotFoundError(f"{item} not found")
+            raise MissingInputError(f"{item} not found")
         if path.suffix == ".scp":
             for utt_id, entry in read_kaldi_mapping(path).items():
                 yield utt_id, probe_recording(utt_id, entry.value).resample(SAMPLING_RATE)
@@ -65,7 +66,7 @@ def transcribe(
             un-padded or padded decoding.
     """
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
     language = resolve_language(language, "--language", model_languages(model_path)) if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     generation_file = Path(model_path) / "generation_config.json"
@@ -98,7 +99,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
     from faster_whisper import WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
-        raise FileNotFoundError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
+        raise MissingInputError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
     # faster-whisper pads every window to 30 s and knows Whisper's languages only: CTranslate2 directly otherwise
     if unpadded or (language is not None and language not in WHISPER_LANGUAGE_CODES):
         yield from _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded)
@@ -117,7 +118,7 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
     from egrecho_inner.onnx_decode import OnnxWhisper
 
     if num_beams != 1:
-        raise ValueError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
+        raise InputError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
     model = OnnxWhisper(model_path, device=device)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]

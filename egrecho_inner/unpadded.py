@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
+from egrecho_inner.errors import InputError
+
 log = logging.getLogger(__name__)
 
 CONV_STRIDE = 2  # conv2 halves the frame rate: 3000 frames -> 1500 positions
@@ -70,7 +72,7 @@ def key_mask(frames: torch.Tensor, num_positions: int, dtype: torch.dtype) -> to
 def _encoder_forward(self, input_features, attention_mask=None, **kwargs):
     holder: _MaskHolder = self._unpadded_masks
     if input_features.shape[-1] % CONV_STRIDE or input_features.shape[-1] > self.config.max_source_positions * CONV_STRIDE:
-        raise ValueError(f"un-padded Whisper takes an even number of frames up to 3000, got {input_features.shape[-1]}")
+        raise InputError(f"un-padded Whisper takes an even number of frames up to 3000, got {input_features.shape[-1]}")
     with holder.holding(attention_mask):
         frames = holder.frames
         mask = None

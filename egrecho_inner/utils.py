@@ -49,11 +49,11 @@ def atomic_path(target: Pathlike) -> Iterator[Path]:
 
 def run_cli(func: Callable) -> None:
     """Run ``func`` as a jsonargparse CLI (``--name value`` options, ``-h``, ``--print_config``),
-    with logging set up and bad input (missing files, bad values) reported in one line, not a traceback."""
+    with logging set up and our input errors (``errors.InputError``) reported in one line, not a traceback."""
     from jsonargparse import CLI
 
+    from egrecho_inner.errors import one_line_errors
+
     setup_logging()
-    try:
+    with one_line_errors(Path(sys.argv[0]).name):
         CLI(func, as_positional=False)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 QUALITY_ROWS = (("lid_accuracy", "language identification accuracy"),
@@ -28,10 +29,10 @@ QUALITY_ROWS = (("lid_accuracy", "language identification accuracy"),
 def _run(spec: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
-        raise ValueError(f"a run is NAME=DIR, got {spec!r}")
+        raise InputError(f"a run is NAME=DIR, got {spec!r}")
     run_dir = Path(path)
     if not (run_dir / "train_results.json").is_file():
-        raise FileNotFoundError(f"{run_dir / 'train_results.json'} not found (train the run first)")
+        raise MissingInputError(f"{run_dir / 'train_results.json'} not found (train the run first)")
     return name, run_dir
 
 
@@ -69,7 +70,7 @@ def compare_runs(runs: list[str], output: str, title: str = "Runs compared", not
     """
     parsed = [_run(spec) for spec in runs]
     if len(parsed) < 2:
-        raise ValueError("give at least two runs")
+        raise InputError("give at least two runs")
     text = "\n".join([f"# {title}", "", *comparison_table(parsed), "", notes]).rstrip() + "\n"
     with atomic_path(output) as tmp:
         tmp.write_text(text, encoding="utf-8")

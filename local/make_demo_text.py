@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from egrecho_inner.errors import InputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 PACKAGES = {"vi": ("libreoffice-help-vi", "maint-guide-vi", "hunspell-vi"), "en": ("maint-guide",),
@@ -101,7 +102,7 @@ def make_demo_text(output: str = "data/text/vi.txt", language: str = "vi") -> in
         language: vi, en or eo.
     """
     if language not in PACKAGES:
-        raise ValueError(f"language must be one of {sorted(PACKAGES)}, got {language!r}")
+        raise InputError(f"language must be one of {sorted(PACKAGES)}, got {language!r}")
     with tempfile.TemporaryDirectory() as tmp:
         versions = fetch_packages(Path(tmp), PACKAGES[language])
         root = Path(tmp) / "root/usr/share"

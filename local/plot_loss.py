@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 CURVES = {"train/loss": "training loss", "eval/loss": "validation loss"}
@@ -26,7 +27,7 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
 
     dirs = sorted({p.parent for p in Path(logdir).rglob("events.out.tfevents.*")})
     if not dirs:
-        raise FileNotFoundError(f"no TensorBoard event files under {logdir}")
+        raise MissingInputError(f"no TensorBoard event files under {logdir}")
     curves: dict[str, dict[int, float]] = {tag: {} for tag in CURVES}
     for d in dirs:
         events = EventAccumulator(str(d))
@@ -52,7 +53,7 @@ def plot_loss(logdir: str, output: str, title: str = "") -> str:
 
     curves = read_scalars(logdir)
     if not any(curves.values()):
-        raise ValueError(f"{logdir} holds no train/loss or eval/loss scalars")
+        raise InputError(f"{logdir} holds no train/loss or eval/loss scalars")
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for tag, points in curves.items():
         if points:

@@ -46,6 +46,40 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert proc.returncode != 0 and "no-such-command" in proc.stderr
 
 
+def test_our_input_errors_are_one_line_other_errors_keep_their_traceback(tmp_path, monkeypatch):
+    from egrecho_inner.errors import InputError, MissingInputError
+
+    def our_check():
+        raise MissingInputError(f"{tmp_path / 'x'} not found: run prepare.sh")
+
+    def a_bug():
+        raise ValueError("deep inside a library")  # not ours: a bug or a case we did not foresee
+
+    monkeypatch.setattr(cli, "COMMANDS", {})
+    cli.register("ours", our_check, "raises our error")
+    cli.register("bug", a_bug, "raises a plain ValueError")
+    with pytest.raises(SystemExit, match=r"egrecho ours: error: .*x not found: run prepare.sh"):
+        cli.main(["ours"])
+    with pytest.raises(ValueError, match="deep inside a library"):
+        cli.main(["bug"])
+    assert issubclass(MissingInputError, FileNotFoundError) and issubclass(MissingInputError, InputError)
+
+
+def test_half_written_model_dirs_are_named(tmp_path):
+    model = tmp_path / "merged"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    proc = egrecho("eval", "--model_path", str(model), "--outdir", str(tmp_path / "o"), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{model} has its config but no weights (model.safetensors): a half-written save?" in proc.stderr
+    adapter = tmp_path / "checkpoint-final"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    proc = egrecho("merge-lora-whisper", "--lora_model", str(adapter), check=False)
+    assert proc.returncode != 0 and "no weights (adapter_model.safetensors)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_register_rejects_taken_names():
     cli.register_commands()
     with pytest.raises(ValueError, match="taken"):

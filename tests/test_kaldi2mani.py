@@ -42,6 +42,49 @@ def test_missing_corrupt_and_empty_audio_are_counted_skips(tmp_path, good_wavs, 
     assert f"{d / 'wav.scp'}:2: audio file not found" in caplog.text
 
 
+def lying_audio(tmp_path, good_wav) -> dict[str, tuple]:
+    """Kaldi rows (audio, text, language) of audio that is not what it claims, and the skip reason of each."""
+    whole = good_wav.read_bytes()
+    data_start = whole.index(b"data") + 8
+    (tmp_path / "truncated.wav").write_bytes(whole[:data_start + 256])  # header promises seconds: 128 samples
+    (tmp_path / "header_only.wav").write_bytes(whole[:data_start])
+    sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
+    sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, np.inf] * 4000, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "short.wav", np.full(300, 0.1, dtype=np.float32), 16000)  # under one 400-sample window
+    rows = {"truncated": (tmp_path / "truncated.wav", "truncated audio"),
+            "header_only": (tmp_path / "header_only.wav", "truncated audio"),
+            "zero": (tmp_path / "zero.wav", "empty audio"), "nan": (tmp_path / "nan.wav", "invalid samples"),
+            "short": (tmp_path / "short.wav", "too short"),
+            "pipe_fails": ("sox /nonexistent.wav -t wav - |", "unreadable audio"),
+            "pipe_silent": ("true |", "unreadable audio")}
+    return rows
+
+
+def test_lying_audio_is_a_counted_skip_in_stage_1(tmp_path, good_wavs, caplog):
+    rows = lying_audio(tmp_path, good_wavs[0])
+    d = write_kaldi_dir(tmp_path / "kaldi/train", {"good": (good_wavs[1], "hai", "vi"),
+                                                   **{u: (audio, "ba", "vi") for u, (audio, _) in rows.items()}})
+    with caplog.at_level(logging.WARNING):
+        _, supervisions, report = load_kaldi_dir(d)
+    assert [s.id for s in supervisions] == ["good"]
+    expected: dict[str, list[str]] = {}
+    for utt, (_, reason) in rows.items():
+        expected.setdefault(reason, []).append(utt)
+    assert {k: sorted(v) for k, v in report.skipped.items()} == {k: sorted(v) for k, v in expected.items()}
+    lines = (d / "wav.scp").read_text().splitlines()
+    for utt in rows:  # each skip names its wav.scp line
+        lineno = next(i for i, line in enumerate(lines, start=1) if line.split()[0] == utt)
+        assert f"skipping {utt}: {rows[utt][1]} ({d / 'wav.scp'}:{lineno}: " in caplog.text
+    assert "the header promises" in caplog.text and "the file holds 128" in caplog.text
+    # prepare.sh stages 1-3: the rest of the part is written, no traceback
+    proc = run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", str(tmp_path / "kaldi"), "--prefix", "lies",
+                      "--parts", "train", "--stop_stage", "3", cwd=tmp_path)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert f"train: 1 utterances" in proc.stdout + proc.stderr and f"{len(rows)} utterances skipped" in proc.stdout + proc.stderr
+    cuts = load_manifest(tmp_path / "data/fbank_whisper80/lies_cuts_train.jsonl.gz")
+    assert [c.supervisions[0].id for c in cuts] == ["good"]
+
+
 def test_text_and_audio_mismatch_and_empty_transcripts(tmp_path, good_wavs):
     d = write_kaldi_dir(tmp_path / "kaldi", {"a": (good_wavs[0], "một", "vi"), "b": (good_wavs[1], "", "vi"),
                                              "c": (good_wavs[2], "\u3000 ", "vi")})
