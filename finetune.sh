@@ -54,19 +54,23 @@ if [ "$deepspeed" != none ]; then
   ds_opt=(--deepspeed "$ds_config")
 fi
 
+# Each step runs unless its stamp (egrecho_inner/stamps.py) says its inputs and options are unchanged:
+# new data, config, base model or options retrain; a changed checkpoint is merged and evaluated again.
+stamped=(python3 -m egrecho_inner.stamps run)
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: $mode fine-tuning of $base_model -> $exp_dir"
-  if [ -f "$exp_dir/.train.done" ]; then
-    log "  done before ($exp_dir/.train.done), skipping; remove it to train again"
-  else
+  mkdir -p "$exp_dir"
+  "${stamped[@]}" "$exp_dir/.train.stamp.json" --outputs "$exp_dir/checkpoint-final" \
+    --inputs "$train_config" "$base_model" "$manifest_dir/${prefix}_cuts_train.jsonl.gz" \
+      "$manifest_dir/${prefix}_cuts_val.jsonl.gz" -- \
     "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$train_config" \
       --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
       "${ds_opt[@]}" "${extra_args[@]}"
-    if [ "$mode" = lora ]; then
-      log "Merging the adapter into $base_model"
+  if [ "$mode" = lora ]; then
+    log "Merging the adapter into $base_model"
+    "${stamped[@]}" "$exp_dir/.merge.stamp.json" --outputs "$exp_dir/checkpoint-final-lora-merge" \
+      --inputs "$exp_dir/checkpoint-final" "$base_model" -- \
       egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir"
-    fi
-    touch "$exp_dir/.train.done"
   fi
   log "tensorboard --logdir $exp_dir/tensorboard"
 fi
@@ -75,6 +79,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   model_path=$exp_dir/checkpoint-final
   [ "$mode" = lora ] && model_path=$exp_dir/checkpoint-final-lora-merge
   log "Stage 1: evaluating $model_path"
-  egrecho eval -c "$recipe_dir/config/eval.yaml" --model_path "$model_path" --outdir "$exp_dir" \
-    --manifest_dir "$manifest_dir" --prefix_name "$prefix"
+  "${stamped[@]}" "$exp_dir/.eval.stamp.json" --outputs "$exp_dir/errs-test.json" \
+    --inputs "$model_path" "$recipe_dir/config/eval.yaml" "$manifest_dir/${prefix}_cuts_test.jsonl.gz" -- \
+    egrecho eval -c "$recipe_dir/config/eval.yaml" --model_path "$model_path" --outdir "$exp_dir" \
+      --manifest_dir "$manifest_dir" --prefix_name "$prefix"
 fi

@@ -5,8 +5,10 @@
 #   bash prepare.sh --kaldi_dir data/kaldi/demo --prefix demo_vi [--stage 1] [--stop_stage 4]
 #
 # Each part of --kaldi_dir (default train,val,test) needs wav.scp, text and utt2lang (or pass
-# --language); segments is optional. Finished work leaves a marker and is skipped on rerun, so an
-# interrupted run can be restarted with the same command.
+# --language); segments is optional. Each stage and part leaves a stamp of what it was run on (input
+# hashes, options): a rerun of the same command skips what is up to date and redoes exactly what changed,
+# saying why, and an interrupted run is finished by running it again. Two runs on one prefix at once:
+# the second refuses (a lock in the manifest dir).
 set -euo pipefail
 
 stage=1
@@ -45,26 +47,30 @@ have_musan=false
 [ -n "$musandir" ] && [ -d "$musandir" ] && have_musan=true
 [ -n "$musandir" ] && [ "$have_musan" = false ] && log "MUSAN dir $musandir not found: MUSAN stages skipped"
 
+mkdir -p "$manifest_dir"
+lock=$manifest_dir/.${prefix}.lock
+exec 9>"$lock"
+if ! flock -n 9; then
+  echo "prepare.sh: another prepare.sh is working on prefix $prefix (it holds $lock); wait for it to finish" >&2
+  exit 1
+fi
+
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: Kaldi dirs in $kaldi_dir -> manifests in $manifest_dir"
-  marker=$manifest_dir/.${prefix}_manifests.done
-  if [ -f "$marker" ]; then
-    log "  done before ($marker), skipping"
-  else
-    python3 "$recipe_dir/local/kaldi2mani.py" --kaldi_dir "$kaldi_dir" --prefix "$prefix" --parts "$parts" \
-      --output_dir "$manifest_dir" --nj "$nj" "${language_opt[@]}"
-    touch "$marker"
-  fi
+  python3 "$recipe_dir/local/kaldi2mani.py" --kaldi_dir "$kaldi_dir" --prefix "$prefix" --parts "$parts" \
+    --output_dir "$manifest_dir" --nj "$nj" "${language_opt[@]}"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$have_musan" = true ]; then
   log "Stage 2: MUSAN manifests from $musandir"
-  marker=$manifest_dir/.musan_manifests.done
-  if [ -f "$marker" ]; then
-    log "  done before ($marker), skipping"
+  stamp=(python3 -m egrecho_inner.stamps)
+  musan_stamp=(--inputs "$musandir" --outputs "$manifest_dir/musan_recordings_music.jsonl.gz")
+  if reason=$("${stamp[@]}" check "$manifest_dir/.musan_manifests.stamp.json" "${musan_stamp[@]}"); then
+    log "  up to date, skipping"
   else
+    log "  $reason"
     lhotse prepare musan "$musandir" "$manifest_dir"
-    touch "$marker"
+    "${stamp[@]}" write "$manifest_dir/.musan_manifests.stamp.json" "${musan_stamp[@]}"
   fi
 fi
 

@@ -29,18 +29,26 @@ python3 local/get_whisper_base.py --output_dir pretrained/whisper-base
 
 kaldi=data/kaldi
 exp=exp/whisper-base
-if [ ! -f $kaldi/.done ]; then
-  [ -f data/text/vi.txt ] || python3 local/make_demo_text.py --output data/text/vi.txt
-  [ -f data/text/en.txt ] || python3 local/make_demo_text.py --language en --output data/text/en.txt
-  python3 local/make_demo_data.py --out_dir $kaldi/demo --languages vi --sentences data/text/vi.txt \
-    --num_train 800 --num_val 20 --num_test 60
-  python3 local/make_demo_data.py --out_dir $kaldi/demo_en --languages en --num_train 200 --num_val 0 --num_test 0
-  python3 local/make_demo_data.py --out_dir $kaldi/en_docs --languages en --sentences data/text/en.txt \
-    --num_train 0 --num_val 0 --num_test 40
-  python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/train --num_clips 60 --seed 1
-  python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/test --num_clips 24 --seed 0
-  touch $kaldi/.done
-fi
+stamped=(python3 -m egrecho_inner.stamps run)   # each step reruns only when its inputs or command changed
+for lang in vi en; do
+  "${stamped[@]}" data/text/.$lang.stamp.json --outputs data/text/$lang.txt --inputs local/make_demo_text.py -- \
+    python3 local/make_demo_text.py --language $lang --output data/text/$lang.txt
+done
+demo_data() {  # demo_data OUT_DIR SENTENCE_FILE|- OPTIONS...: remade when its text, options or generator change
+  local out=$1 text=$2 sentences=()
+  shift 2
+  [ "$text" != - ] && sentences=(--sentences "$text")
+  "${stamped[@]}" "$out/.stamp.json" --outputs "$out" --inputs local/make_demo_data.py local/demo_grammar.json "${sentences[@]:1}" -- \
+    python3 local/make_demo_data.py --out_dir "$out" "${sentences[@]}" "$@"
+}
+demo_data $kaldi/demo data/text/vi.txt --languages vi --num_train 800 --num_val 20 --num_test 60
+demo_data $kaldi/demo_en - --languages en --num_train 200 --num_val 0 --num_test 0
+demo_data $kaldi/en_docs data/text/en.txt --languages en --num_train 0 --num_val 0 --num_test 40
+for split in "train 60 1" "test 24 0"; do  # non-speech clips: other clips (seeds) for training and for the test
+  read -r part clips seed <<< "$split"
+  "${stamped[@]}" $kaldi/nonspeech/.$part.stamp.json --outputs $kaldi/nonspeech/$part --inputs local/make_nonspeech_data.py -- \
+    python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/$part --num_clips $clips --seed $seed
+done
 bash prepare.sh --kaldi_dir $kaldi/demo --prefix demo_vi --nj 2
 bash prepare.sh --kaldi_dir $kaldi/demo_en --prefix demo_en --parts train --stop_stage 3 --nj 2
 bash prepare.sh --kaldi_dir $kaldi/nonspeech --prefix nonspeech --parts train --keep_empty_text true --stop_stage 3
@@ -49,11 +57,14 @@ fbank=data/fbank_whisper80
 # Every model is scored on: the text-disjoint Vietnamese test split (the headline), English speech it was
 # not fine-tuned on (retention) and non-speech clips. Outputs are capped at 120 tokens (a 20-word test
 # sentence takes under 60), which bounds the original model's loops on the audio it does not understand.
-score() {  # score MODEL_DIR OUT_DIR
+score() {  # score MODEL_DIR OUT_DIR: each set re-scored when the model, the set or the options change
   local eval_opts=(-c config/eval.yaml --model_path "$1" --outdir "$2" --num_workers 1 --gen_args.max_new_tokens 120)
-  [ -f "$2/errs-test.json" ] || egrecho eval "${eval_opts[@]}" --prefix_name demo_vi
-  [ -f "$2/errs-en.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/en_docs/test --part en
-  [ -f "$2/errs-nonspeech.json" ] || egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/nonspeech/test --part nonspeech
+  "${stamped[@]}" "$2/.eval-test.stamp.json" --outputs "$2/errs-test.json" --inputs "$1" $fbank/demo_vi_cuts_test.jsonl.gz -- \
+    egrecho eval "${eval_opts[@]}" --prefix_name demo_vi
+  "${stamped[@]}" "$2/.eval-en.stamp.json" --outputs "$2/errs-en.json" --inputs "$1" $kaldi/en_docs/test -- \
+    egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/en_docs/test --part en
+  "${stamped[@]}" "$2/.eval-nonspeech.stamp.json" --outputs "$2/errs-nonspeech.json" --inputs "$1" $kaldi/nonspeech/test -- \
+    egrecho eval "${eval_opts[@]}" --kaldi_dir $kaldi/nonspeech/test --part nonspeech
 }
 score pretrained/whisper-base $exp/orig
 mix_opts=(--replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2

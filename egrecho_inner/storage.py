@@ -1,5 +1,6 @@
 """Compute features for a CutSet and store them as ``<feats_dir>/feats-<job>.lca`` (lilcom_chunky),
-writing the cut manifest atomically and leaving a ``.done`` marker so reruns skip finished work."""
+writing the cut manifest atomically; ``cuts_stamp`` names the stamp (``egrecho_inner.stamps``) that the
+callers write once a part is complete, so reruns skip finished work and redo changed work."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from egrecho_inner.utils import Pathlike, atomic_path
 log = logging.getLogger(__name__)
 
 
-def done_marker(cuts_path: Pathlike) -> Path:
-    """``data/x/foo_cuts_train.jsonl.gz`` -> ``data/x/.foo_cuts_train.done``."""
+def cuts_stamp(cuts_path: Pathlike) -> Path:
+    """``data/x/foo_cuts_train.jsonl.gz`` -> ``data/x/.foo_cuts_train.stamp.json``."""
     cuts_path = Path(cuts_path)
-    return cuts_path.with_name("." + cuts_path.name.split(".")[0] + ".done")
+    return cuts_path.with_name("." + cuts_path.name.split(".")[0] + ".stamp.json")
 
 
 def _compute_shard(args: tuple[CutSet, FeatureExtractor, str]) -> CutSet:
@@ -37,7 +38,7 @@ def compute_and_store(
 ) -> CutSet:
     """Extract features for ``cuts`` with ``num_jobs`` processes and write the cut manifest.
 
-    A feats dir left by an interrupted run (no ``.done`` marker) is removed first.
+    A feats dir left by an earlier or interrupted run is removed first.
     """
     feats_dir = Path(feats_dir)
     if feats_dir.exists():
@@ -58,7 +59,6 @@ def compute_and_store(
 
 
 def write_cuts(cuts: CutSet, cuts_path: Pathlike) -> None:
-    """Write a cut manifest atomically, then its ``.done`` marker."""
+    """Write a cut manifest atomically."""
     with atomic_path(cuts_path) as tmp:
         cuts.to_file(tmp)
-    done_marker(cuts_path).touch()

@@ -20,7 +20,8 @@ from lhotse import CutSet, RecordingSet, combine
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
-from egrecho_inner.storage import compute_and_store, done_marker
+from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
+from egrecho_inner.storage import compute_and_store, cuts_stamp
 from egrecho_inner.utils import run_cli
 
 MUSAN_PARTS = ("music", "noise", "speech")
@@ -40,13 +41,17 @@ def compute_fbank_musan(
         nj: parallel processes.
     """
     cuts_path = Path(output_dir) / "musan_cuts.jsonl.gz"
-    if done_marker(cuts_path).exists():
-        logging.info("%s exists, skipping", cuts_path)
-        return
     paths = [Path(manifest_dir) / f"musan_recordings_{part}.jsonl.gz" for part in MUSAN_PARTS]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise MissingInputError(f"MUSAN manifests not found: {', '.join(missing)}; run prepare.sh stage 2")
+    current = fingerprint(paths, {"num_mel_bins": num_mel_bins})
+    reason = stale_reason(cuts_stamp(cuts_path), current, [cuts_path, Path(output_dir) / "musan_feats"])
+    if reason is None:
+        logging.info("%s up to date, skipping", cuts_path)
+        return
+    logging.info("MUSAN cuts (%s)", reason)
+    cuts_stamp(cuts_path).unlink(missing_ok=True)
     recordings = combine(RecordingSet.from_file(p) for p in paths)
     cuts = (
         CutSet.from_manifests(recordings=recordings)
@@ -55,6 +60,7 @@ def compute_fbank_musan(
         .resample(SAMPLING_RATE)
     )
     cuts = compute_and_store(cuts, make_fbank_extractor(num_mel_bins), Path(output_dir) / "musan_feats", cuts_path, nj)
+    write_stamp(cuts_stamp(cuts_path), current)
     logging.info("wrote %d MUSAN cuts to %s", len(cuts), cuts_path)
 
 

@@ -9,7 +9,8 @@ Writes ``<output_dir>/<prefix>_cuts_<part>.jsonl.gz`` and the features under
 ``<output_dir>/<prefix>_feats_<part>/`` (lilcom_chunky). Audio is resampled to 16 kHz. With
 ``--perturb_speed true`` the train part also gets 0.9 and 1.1 speed copies (ids ``..._sp0.9``).
 With ``--on_the_fly_feats true`` only the cuts are written; features are computed at batch time.
-A part with a ``.done`` marker is skipped.
+Each part leaves a stamp (``.<prefix>_cuts_<part>.stamp.json``: its manifests' hashes and the options);
+a rerun skips a part whose stamp matches and redoes one whose manifests or options changed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
-from egrecho_inner.storage import compute_and_store, done_marker, write_cuts
+from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
+from egrecho_inner.storage import compute_and_store, cuts_stamp, write_cuts
 from egrecho_inner.utils import run_cli
 
 
@@ -64,9 +66,17 @@ def compute_fbank_subset(
     extractor = make_fbank_extractor(num_mel_bins)
     for part in [p.strip() for p in parts.split(",") if p.strip()]:
         cuts_path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
-        if done_marker(cuts_path).exists():
-            logging.info("%s exists (marker %s), skipping", cuts_path, done_marker(cuts_path))
+        feats_dir = Path(output_dir) / f"{prefix}_feats_{part}"
+        inputs = [Path(manifest_dir) / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
+        options = {"num_mel_bins": num_mel_bins, "on_the_fly_feats": on_the_fly_feats,
+                   "perturb_speed": perturb_speed and part == "train"}
+        current = fingerprint(inputs, options)
+        reason = stale_reason(cuts_stamp(cuts_path), current, [cuts_path] + ([] if on_the_fly_feats else [feats_dir]))
+        if reason is None:
+            logging.info("%s: cuts up to date (%s), skipping", part, cuts_stamp(cuts_path))
             continue
+        logging.info("%s: computing cuts (%s)", part, reason)
+        cuts_stamp(cuts_path).unlink(missing_ok=True)
         cuts = make_cuts(Path(manifest_dir), prefix, part)
         if perturb_speed and part == "train":
             logging.info("%s: adding 0.9x and 1.1x speed perturbed copies", part)
@@ -74,7 +84,8 @@ def compute_fbank_subset(
         if on_the_fly_feats:
             write_cuts(cuts, cuts_path)
         else:
-            cuts = compute_and_store(cuts, extractor, Path(output_dir) / f"{prefix}_feats_{part}", cuts_path, nj)
+            cuts = compute_and_store(cuts, extractor, feats_dir, cuts_path, nj)
+        write_stamp(cuts_stamp(cuts_path), current)
         logging.info("%s: wrote %d cuts to %s", part, len(cuts), cuts_path)
 
 

@@ -24,29 +24,33 @@ for need in pretrained/whisper-base $orig/errs-en.json $orig/errs-nonspeech.json
   [ -e $need ] || { echo "run_new_language.sh: $need is missing; run the quick start first: bash run.sh" >&2; exit 1; }
 done
 
-if [ ! -f $kaldi/.done ]; then
-  [ -f data/text/eo.txt ] || python3 local/make_demo_text.py --language eo --output data/text/eo.txt
+stamped=(python3 -m egrecho_inner.stamps run)   # each step reruns only when its inputs or command changed
+"${stamped[@]}" data/text/.eo.stamp.json --outputs data/text/eo.txt --inputs local/make_demo_text.py -- \
+  python3 local/make_demo_text.py --language eo --output data/text/eo.txt
+"${stamped[@]}" $kaldi/.stamp.json --outputs $kaldi --inputs local/make_demo_data.py data/text/eo.txt -- \
   python3 local/make_demo_data.py --out_dir $kaldi --languages eo --sentences data/text/eo.txt \
     --num_train 800 --num_val 20 --num_test 60
-  touch $kaldi/.done
-fi
 bash prepare.sh --kaldi_dir $kaldi --prefix demo_eo --new_language eo --nj 2
 
 eval_opts=(-c config/eval.yaml --num_workers 1 --gen_args.max_new_tokens 120)
-if [ ! -f $exp/orig/errs-test.json ]; then  # whisper-base has no <|eo|>: score it as Spanish, its closest guess
-  mkdir -p $kaldi/test_as_es && cp $kaldi/test/{wav.scp,text} $kaldi/test_as_es/
+# whisper-base has no <|eo|>: score it as Spanish, its closest guess
+mkdir -p $kaldi/test_as_es && cp $kaldi/test/{wav.scp,text} $kaldi/test_as_es/
+"${stamped[@]}" $exp/orig/.eval-test.stamp.json --outputs $exp/orig/errs-test.json \
+  --inputs pretrained/whisper-base $kaldi/test_as_es -- \
   egrecho eval "${eval_opts[@]}" --model_path pretrained/whisper-base --outdir $exp/orig \
     --kaldi_dir $kaldi/test_as_es --gen_args.language es
-fi
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_eo --exp_dir $exp \
   --train_config config/demo_lora.yaml --stop_stage 0 -- --new_language eo --new_language_init es \
   --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2 \
   --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
 model=$exp/checkpoint-final-lora-merge
 eval_opts+=(--model_path $model --outdir $exp)
-[ -f $exp/errs-test.json ] || egrecho eval "${eval_opts[@]}" --prefix_name demo_eo
-[ -f $exp/errs-en.json ] || egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/en_docs/test --part en
-[ -f $exp/errs-nonspeech.json ] || egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/nonspeech/test --part nonspeech
+"${stamped[@]}" $exp/.eval-test.stamp.json --outputs $exp/errs-test.json \
+  --inputs $model $fbank/demo_eo_cuts_test.jsonl.gz -- egrecho eval "${eval_opts[@]}" --prefix_name demo_eo
+"${stamped[@]}" $exp/.eval-en.stamp.json --outputs $exp/errs-en.json --inputs $model data/kaldi/en_docs/test -- \
+  egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/en_docs/test --part en
+"${stamped[@]}" $exp/.eval-nonspeech.stamp.json --outputs $exp/errs-nonspeech.json --inputs $model data/kaldi/nonspeech/test -- \
+  egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/nonspeech/test --part nonspeech
 
 python3 local/plot_loss.py --logdir $exp/tensorboard --output $exp/loss.png --title "run_new_language.sh: whisper-base LoRA, eo"
 stats=$(python3 -c "import json; s = json.load(open('$kaldi/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words\")")

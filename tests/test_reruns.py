@@ -1,0 +1,105 @@
+"""prepare.sh reruns: a changed transcript, an added part or a changed option redoes exactly what it
+affects and says why; an interrupted (kill -9) stage 3 rerun equals an uninterrupted run; two runs on
+one prefix at once: the second refuses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from lhotse import load_manifest
+
+from tests.conftest import RECIPE_DIR, run_script
+
+pytestmark = pytest.mark.slow
+
+
+def prepare(work, *options, check=True):
+    proc = run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", "kaldi", "--prefix", "rr", *options,
+                      cwd=work, check=check)
+    return proc, proc.stdout + proc.stderr
+
+
+def cuts(work, part):
+    return {c.id: c for c in load_manifest(work / f"data/fbank_whisper80/rr_cuts_{part}.jsonl.gz")}
+
+
+@pytest.fixture
+def work(demo_corpus, tmp_path):
+    shutil.copytree(demo_corpus, tmp_path / "kaldi", symlinks=True)
+    return tmp_path
+
+
+def test_changed_transcript_added_part_and_changed_option(work):
+    _, log = prepare(work, "--parts", "train,val", "--stop_stage", "3")
+    assert "train: writing manifests (not run before)" in log
+    # a part added later under the same prefix is prepared; the others are up to date
+    _, log = prepare(work, "--parts", "train,val,test", "--stop_stage", "3")
+    assert "test: writing manifests (not run before)" in log and "test: computing cuts (not run before)" in log
+    assert "train: manifests up to date" in log and "val: cuts up to date" in log
+    assert len(cuts(work, "test")) == 3
+    # a fixed transcript reaches the cuts: stage 1 and 3 redo that part only, saying why
+    text = work / "kaldi/val/text"
+    utt, old = text.read_text(encoding="utf-8").splitlines()[0].split(" ", 1)
+    text.write_text(text.read_text(encoding="utf-8").replace(old, "Câu đã sửa.", 1), encoding="utf-8")
+    before = {p.name: p.stat().st_mtime_ns for p in (work / "data/fbank_whisper80").glob("rr_cuts_*")}
+    _, log = prepare(work, "--stop_stage", "3")
+    assert "val: writing manifests (kaldi/val/text changed)" in log
+    assert "val: computing cuts (data/manifests/rr_supervisions_val.jsonl changed)" in log
+    assert "train: cuts up to date" in log and "test: manifests up to date" in log
+    fixed = {c.supervisions[0].id: c.supervisions[0].text for c in cuts(work, "val").values()}
+    assert fixed[utt] == "Câu đã sửa."
+    after = {p.name: p.stat().st_mtime_ns for p in (work / "data/fbank_whisper80").glob("rr_cuts_*")}
+    assert [name for name in after if after[name] != before[name]] == ["rr_cuts_val.jsonl.gz"]
+    # an option that changes the output reruns the part it affects
+    _, log = prepare(work, "--stage", "3", "--stop_stage", "3", "--perturb_speed", "true")
+    assert "train: computing cuts (perturb_speed False -> True)" in log and "val: cuts up to date" in log
+    assert len(cuts(work, "train")) == 36
+
+
+def test_killed_stage_3_rerun_equals_an_uninterrupted_run(work, tmp_path_factory):
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(work / "kaldi", reference / "kaldi", symlinks=True)
+    prepare(reference, "--stop_stage", "3")
+    prepare(work, "--stop_stage", "1")
+    env = {**os.environ, "PYTHONPATH": str(RECIPE_DIR)}
+    proc = subprocess.Popen(["bash", str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", "kaldi", "--prefix", "rr",
+                             "--stage", "3", "--stop_stage", "3"], cwd=work, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    feats = work / "data/fbank_whisper80/rr_feats_train"
+    deadline = time.time() + 120
+    while not feats.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole stage: bash and its Python processes
+    proc.wait()
+    assert not (work / "data/fbank_whisper80/.rr_cuts_train.stamp.json").exists(), "killed too late to test"
+    _, log = prepare(work, "--stage", "3", "--stop_stage", "3")
+    assert "train: computing cuts" in log
+    for part in ("train", "val", "test"):
+        ours, theirs = cuts(work, part), cuts(reference, part)
+        assert ours.keys() == theirs.keys()
+        for cut_id, cut in ours.items():
+            assert cut.supervisions == theirs[cut_id].supervisions
+            np.testing.assert_array_equal(cut.with_features_path_prefix(str(work)).load_features(),
+                                          theirs[cut_id].with_features_path_prefix(str(reference)).load_features())
+    assert not list((work / "data/fbank_whisper80").glob(".tmp-*"))
+
+
+def test_second_run_on_a_prefix_refuses(work):
+    (work / "data/manifests").mkdir(parents=True)
+    holder = subprocess.Popen(["flock", str(work / "data/manifests/.rr.lock"), "sleep", "60"], start_new_session=True)
+    try:
+        time.sleep(0.3)
+        proc, log = prepare(work, check=False)
+        assert proc.returncode != 0 and "another prepare.sh is working on prefix rr" in proc.stderr
+        assert not (work / "data/manifests/rr_recordings_train.jsonl").exists()
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep holding the lock
+        holder.wait()
+    proc, _ = prepare(work, "--stop_stage", "1")  # free again
+    assert proc.returncode == 0
