@@ -33,7 +33,7 @@ from egrecho_inner.quality import quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
-from egrecho_inner.utils import atomic_path
+from egrecho_inner.utils import atomic_path, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def evaluate(
     start_total = time.perf_counter()
     by_characters(metric, None)  # rejects an unknown metric before any work
     check_model_source(model_path, local_files_only)
+    writable_dir(outdir)  # before the work, not after it
     known = model_languages(model_path)  # Whisper's and any added by new_language
     default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None
 

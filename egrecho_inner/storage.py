@@ -13,7 +13,7 @@ import torch
 from lhotse import CutSet, LilcomChunkyWriter
 from lhotse.features import FeatureExtractor
 
-from egrecho_inner.utils import Pathlike, atomic_path
+from egrecho_inner.utils import Pathlike, atomic_path, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def compute_and_store(
     if feats_dir.exists():
         log.info("removing %s left by an unfinished run", feats_dir)
         shutil.rmtree(feats_dir)
-    feats_dir.mkdir(parents=True)
+    writable_dir(feats_dir)
     cuts = cuts.to_eager()
     shards = cuts.split(num_splits=max(1, min(num_jobs, len(cuts))))
     jobs = [(shard, extractor, str(feats_dir / f"feats-{i}")) for i, shard in enumerate(shards)]

@@ -15,7 +15,6 @@ import torch
 from accelerate import PartialState
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
@@ -23,7 +22,7 @@ from egrecho_inner.errors import InputError, MissingInputError, one_line_errors
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.new_language import add_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, mark_trained_unpadded
-from egrecho_inner.utils import atomic_path, setup_logging
+from egrecho_inner.utils import atomic_path, setup_logging, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +146,18 @@ class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
 
 
 def resolve_resume(value: Union[bool, str, None], output_dir: str) -> Optional[str]:
-    """``true``/``latest`` -> the newest checkpoint in output_dir; a path is checked to exist."""
+    """``true``/``latest`` -> the newest complete checkpoint in output_dir (one a kill interrupted while it
+    was being written has no trainer_state.json and is passed over); a path is checked to exist."""
     if value in (None, False, "", "false"):
         return None
     if value in (True, "true", "latest"):
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            raise MissingInputError(f"resume_from_checkpoint: no checkpoint-* in {output_dir} to resume from")
-        return last
+        found = sorted(Path(output_dir).glob("checkpoint-[0-9]*"), key=lambda p: int(p.name.split("-")[1]),
+                       reverse=True) if Path(output_dir).is_dir() else []
+        for checkpoint in found:
+            if (checkpoint / "trainer_state.json").is_file():
+                return str(checkpoint)
+            log.warning("resume_from_checkpoint: %s is incomplete (no trainer_state.json), passed over", checkpoint)
+        raise MissingInputError(f"resume_from_checkpoint: no complete checkpoint-* in {output_dir} to resume from")
     if not Path(value).is_dir():
         raise MissingInputError(f"resume_from_checkpoint: {value} not found")
     return str(value)
@@ -176,6 +179,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     output_dir = Path(args.output_dir)
     if state.is_main_process:
+        writable_dir(output_dir)
         save_config(output_dir / "config" / "train.yaml")
 
     # 2. Processor and data: lhotse loaders sharded by rank.
@@ -245,7 +249,6 @@ def main_cli(args_class: type, prepare_model: Callable, description: str, argv: 
     args = args_class(**{k: v for k, v in cfg.as_dict().items() if k != "config"})
 
     def save_config(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_text(parser.dump(cfg, skip_none=False))
 

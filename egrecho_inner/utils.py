@@ -21,6 +21,21 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
 
 
+def writable_dir(path: Pathlike) -> Path:
+    """Create ``path`` (and its parents) and check that a file can be written in it; an
+    ``errors.InputError`` naming the dir otherwise (a file where a dir should be, a read-only disk)."""
+    from egrecho_inner.errors import InputError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise InputError(f"can't write in {path}: {e.strerror or e}") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(target: Pathlike) -> Iterator[Path]:
     """Yield a temporary path (file or directory) beside ``target``; rename it onto ``target`` on success.
@@ -30,7 +45,7 @@ def atomic_path(target: Pathlike) -> Iterator[Path]:
     directory is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.stem}-", suffix="".join(target.suffixes), dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

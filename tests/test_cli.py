@@ -80,6 +80,13 @@ def test_half_written_model_dirs_are_named(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_output_dir_that_cannot_be_written_is_named_before_the_work(tiny_model, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    proc = egrecho("eval", "--model_path", str(tiny_model), "--outdir", str(tmp_path / "a_file/out"), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"can't write in {tmp_path / 'a_file/out'}: Not a directory" in proc.stderr
+
+
 def test_register_rejects_taken_names():
     cli.register_commands()
     with pytest.raises(ValueError, match="taken"):

@@ -80,7 +80,7 @@ def test_lying_audio_is_a_counted_skip_in_stage_1(tmp_path, good_wavs, caplog):
     proc = run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", str(tmp_path / "kaldi"), "--prefix", "lies",
                       "--parts", "train", "--stop_stage", "3", cwd=tmp_path)
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert f"train: 1 utterances" in proc.stdout + proc.stderr and f"{len(rows)} utterances skipped" in proc.stdout + proc.stderr
+    assert "train: 1 utterances" in proc.stdout + proc.stderr and f"{len(rows)} utterances skipped" in proc.stdout + proc.stderr
     cuts = load_manifest(tmp_path / "data/fbank_whisper80/lies_cuts_train.jsonl.gz")
     assert [c.supervisions[0].id for c in cuts] == ["good"]
 

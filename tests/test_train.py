@@ -4,7 +4,12 @@ shard the data, resume continues where it stopped, bad input gives clear message
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +110,28 @@ def test_two_processes_shard_one_epoch(prepared_demo, tiny_model, tmp_path, mode
     assert set(json.loads((exp / "errs-test.json").read_text())) >= {"error_rate", "RTF"}  # stage 1 evaluated
 
 
+def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_demo, tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    exp = tmp_path / "exp"
+    args = [str(RECIPE_DIR / "finetune.sh"), "--model_name", str(tiny_model), "--exp_dir", str(exp), "--",
+            "--max_cuts", "2", "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--num_workers", "0"]
+    log = run_script(*args, cwd=prepared_demo).stdout
+    assert log.count("running (not run before)") == 3  # train, merge, eval
+    adapter = exp / "checkpoint-final/adapter_model.safetensors"
+    weights = load_file(adapter)
+    save_file({k: v * 2 if "lora_B" in k else v for k, v in weights.items()}, str(adapter))
+    errs_before = (exp / "errs-test.json").stat().st_mtime_ns
+    proc = run_script(*args, cwd=prepared_demo)
+    log = proc.stdout + proc.stderr
+    assert f"up to date ({exp}/.train.stamp.json)" in log
+    assert f"running ({exp}/checkpoint-final changed): egrecho merge-lora-whisper" in log
+    assert f"running ({exp}/checkpoint-final-lora-merge changed): egrecho eval" in log
+    assert (exp / "errs-test.json").stat().st_mtime_ns != errs_before
+    proc = run_script(*args[:1], "--stop_stage", "0", *args[1:], "--max_steps", "3", cwd=prepared_demo)
+    assert "running (command " in proc.stdout  # changed training options retrain
+
+
 def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(prepared_demo)
     common = dict(max_cuts=1, max_steps=6, eval_steps=3, save_steps=3, record_cut_ids=True)
@@ -121,12 +148,50 @@ def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeyp
     assert not {cut for _, cut in after} & {cut for _, cut in seen[:3]}  # nothing seen before the stop repeats
 
 
+def last_run_per_step(rows: list[tuple[int, str]]) -> dict[int, list[str]]:
+    """Cut ids per step from a record that a resumed run appended to: a step seen again replaces the
+    killed run's record of it and of every later step."""
+    by_step: dict[int, list[str]] = {}
+    previous = -1
+    for step, cut in rows:
+        if step < previous:  # the resumed run starts again at its checkpoint's step
+            by_step = {s: cuts for s, cuts in by_step.items() if s < step}
+        by_step.setdefault(step, []).append(cut)
+        previous = step
+    return by_step
+
+
+def test_training_killed_after_a_checkpoint_resumes_the_epoch(prepared_demo, tiny_model, tmp_path):
+    script = str(RECIPE_DIR / "egrecho_inner/lora.py")
+    options = ["--base_model", str(tiny_model), "--max_cuts", "1", "--max_steps", "30", "--eval_steps", "4",
+               "--save_steps", "4", "--num_workers", "0", "--record_cut_ids", "true", "--warmup_steps", "0"]
+    run_script(script, *options, "--output_dir", str(tmp_path / "whole"), cwd=prepared_demo)
+    env = {**os.environ, "PYTHONPATH": str(RECIPE_DIR)}
+    proc = subprocess.Popen([sys.executable, script, *options, "--output_dir", str(tmp_path / "killed")],
+                            cwd=prepared_demo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed/checkpoint-8/trainer_state.json"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed/checkpoint-final").exists(), "killed too late to test"
+    run_script(script, *options, "--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint", "true",
+               cwd=prepared_demo)
+    state = json.loads((tmp_path / "killed/checkpoint-28/trainer_state.json").read_text())
+    assert state["global_step"] == 28 and (tmp_path / "killed/checkpoint-final").is_dir()
+    whole, resumed = last_run_per_step(read_ids(tmp_path / "whole")[0]), last_run_per_step(read_ids(tmp_path / "killed")[0])
+    assert resumed == whole  # every step trained the same cuts: none missed, none twice within an epoch
+
+
 @pytest.mark.parametrize("override,message", [
     (["--prefix_name", "nothing"], "nothing_cuts_train.jsonl.gz not found: run prepare.sh"),
     (["--base_model", "pretrained/no-such-model"], "model 'pretrained/no-such-model' not found locally"),
     (["--deepspeed", "config/ds_config_z9.json"], "deepspeed config config/ds_config_z9.json not found"),
     (["--manifest_dir", "empty"], "empty/demo_vi_cuts_train.jsonl.gz holds no cuts"),
-    (["--resume_from_checkpoint", "true"], "no checkpoint-* in"),
+    (["--resume_from_checkpoint", "true"], "no complete checkpoint-* in"),
+    (["--output_dir", "empty/demo_vi_cuts_train.jsonl.gz/out"], "can't write in empty/demo_vi_cuts_train.jsonl.gz/out"),
 ])
 def test_bad_input_messages(prepared_demo, tiny_model, tmp_path, override, message):
     (tmp_path / "empty").mkdir()
