@@ -40,7 +40,7 @@ def ensure_models(model: str) -> None:
                        check=True)
     ct2 = model.rstrip("/") + "-ct2"
     if not Path(ct2, "model.bin").is_file():
-        from egrecho_inner.export_ct2 import export_ct2
+        from egrecho_inner.deploy.export_ct2 import export_ct2
 
         export_ct2(model, ct2)
 

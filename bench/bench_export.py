@@ -34,10 +34,10 @@ def run(model: str = "pretrained/whisper-base", num_utts: int = 12, threads: int
     from lhotse import Recording
     from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
-    from egrecho_inner.export_ct2 import export_ct2
-    from egrecho_inner.export_onnx import export_onnx
+    from egrecho_inner.deploy.export_ct2 import export_ct2
+    from egrecho_inner.deploy.export_onnx import export_onnx
+    from egrecho_inner.deploy.onnx_decode import OnnxWhisper
     from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
-    from egrecho_inner.onnx_decode import OnnxWhisper
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,16 +44,16 @@ def register_commands() -> None:
     """The commands egrecho ships, registered explicitly (no import side effects)."""
     if COMMANDS:
         return
-    from egrecho_inner.ct2_import import import_ct2
+    from egrecho_inner.deploy.ct2_import import import_ct2
+    from egrecho_inner.deploy.export_ct2 import export_ct2
+    from egrecho_inner.deploy.export_onnx import export_onnx
+    from egrecho_inner.deploy.transcribe import transcribe
     from egrecho_inner.evaluate import evaluate
-    from egrecho_inner.export_ct2 import export_ct2
-    from egrecho_inner.export_onnx import export_onnx
     from egrecho_inner.merge_lora import merge_lora_whisper
     from egrecho_inner.model import save_tiny_whisper
     from egrecho_inner.pseudo_label import pseudo_label
     from egrecho_inner.stats import print_stats
     from egrecho_inner.tokenizer import save_whisper_tokenizer
-    from egrecho_inner.transcribe import transcribe
 
     register("eval", evaluate, "Transcribe and score a test set (WER/CER, RTF).")
     register("transcribe", transcribe, "Print utt-id<TAB>text for audio files or a wav.scp.", many="audio")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
-from egrecho_inner.ct2_import import import_ct2  # noqa: E402
+from egrecho_inner.deploy.ct2_import import import_ct2  # noqa: E402
 from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 

@@ -72,3 +72,14 @@ def test_readme_option_table_states_the_code_defaults():
             documented.add(key)
     # the table covers every option but those a user rarely sets
     assert set(defaults) - documented <= {"weight_decay", "record_cut_ids", "new_language", "new_language_init"}
+
+
+def test_readme_architecture_names_every_module():
+    text = (RECIPE_DIR / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Architecture"):text.index("## Data preparation")]
+    package = RECIPE_DIR / "egrecho_inner"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py"}
+    missing = {m for m in modules if m not in section}
+    assert not missing, f"README's Architecture section does not name {sorted(missing)}"
+    named = set(re.findall(r"\b((?:deploy/)?\w+\.py)\b", section))
+    assert not {n for n in named if n not in modules and not (RECIPE_DIR / "local" / n).is_file()}

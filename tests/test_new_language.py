@@ -15,15 +15,15 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from egrecho_inner import full, lora
 from egrecho_inner.dataset import WhisperDataset
+from egrecho_inner.deploy.export_ct2 import export_ct2
+from egrecho_inner.deploy.export_onnx import export_onnx
+from egrecho_inner.deploy.onnx_decode import OnnxWhisper
+from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.evaluate import evaluate
-from egrecho_inner.export_ct2 import export_ct2
-from egrecho_inner.export_onnx import export_onnx
 from egrecho_inner.merge_lora import merge_lora_whisper
 from egrecho_inner.model import load_whisper
 from egrecho_inner.new_language import add_language
-from egrecho_inner.onnx_decode import OnnxWhisper
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES
-from egrecho_inner.transcribe import transcribe
 from tests.conftest import RECIPE_DIR, espeak, run_script, write_kaldi_dir
 from tests.test_train import loss_ratio, train
 

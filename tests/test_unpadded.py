@@ -26,13 +26,13 @@ from egrecho_inner.decode import (
     transcribe_features,
     unpadded_windows,
 )
+from egrecho_inner.deploy.export_ct2 import export_ct2
+from egrecho_inner.deploy.export_onnx import export_onnx
+from egrecho_inner.deploy.onnx_decode import OnnxWhisper
+from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.evaluate import evaluate
-from egrecho_inner.export_ct2 import export_ct2
-from egrecho_inner.export_onnx import export_onnx
 from egrecho_inner.features import make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 from egrecho_inner.model import load_whisper, save_processor
-from egrecho_inner.onnx_decode import OnnxWhisper
-from egrecho_inner.transcribe import transcribe
 from egrecho_inner.unpadded import (
     UNPADDED_KEY,
     enable_unpadded_inputs,

@@ -74,7 +74,7 @@ def test_greedy_tokens_equal_ctranslate2(whisper_base, tmp_path, language, text)
 
 def test_long_audio_is_transcribed_in_windows(whisper_base, tmp_path):
     """Over 30 s: decoded window by window (long-form), so the end of the audio is not cut off."""
-    from egrecho_inner.transcribe import transcribe
+    from egrecho_inner.deploy.transcribe import transcribe
 
     text = " ".join(["The quick brown fox jumps over the lazy dog."] * 5 + ["I like to read books in the evening."] * 4
                     + ["Finally, the museum closes at midnight."])
@@ -87,9 +87,9 @@ def test_long_audio_is_transcribed_in_windows(whisper_base, tmp_path):
 def test_exports_transcribe_like_the_source(whisper_base, tmp_path):
     """whisper-base exported back to CTranslate2 (read by faster-whisper) and to ONNX: greedy transcripts
     of generated speech equal the transformers model's."""
-    from egrecho_inner.export_ct2 import export_ct2
-    from egrecho_inner.export_onnx import export_onnx
-    from egrecho_inner.transcribe import transcribe
+    from egrecho_inner.deploy.export_ct2 import export_ct2
+    from egrecho_inner.deploy.export_onnx import export_onnx
+    from egrecho_inner.deploy.transcribe import transcribe
 
     export_ct2(str(whisper_base), str(tmp_path / "ct2"), quantization="float32")
     export_onnx(str(whisper_base), str(tmp_path / "onnx"))

@@ -115,7 +115,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
 def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded):
     from transformers import AutoTokenizer
 
-    from egrecho_inner.onnx_decode import OnnxWhisper
+    from egrecho_inner.deploy.onnx_decode import OnnxWhisper
 
     if num_beams != 1:
         raise InputError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")

@@ -10,9 +10,9 @@ import torch
 from lhotse import Recording
 from transformers import WhisperForConditionalGeneration
 
-from egrecho_inner.export_ct2 import export_ct2
+from egrecho_inner.deploy.export_ct2 import export_ct2
+from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
-from egrecho_inner.transcribe import transcribe
 from tests.conftest import espeak
 
 pytestmark = pytest.mark.slow

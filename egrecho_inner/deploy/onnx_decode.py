@@ -14,14 +14,14 @@ from typing import Optional
 
 import numpy as np
 
-from egrecho_inner.errors import MissingInputError
-from egrecho_inner.export_onnx import (
+from egrecho_inner.deploy.export_onnx import (
     CACHE_KINDS,
     DECODER_FILE,
     DECODER_WITH_PAST_FILE,
     ENCODER_FILE,
     cache_names,
 )
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.new_language import prompt_ids
 
 

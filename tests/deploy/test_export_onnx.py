@@ -13,13 +13,13 @@ from lhotse import Recording
 from peft import LoraConfig, get_peft_model
 from transformers import WhisperForConditionalGeneration
 
-from egrecho_inner.export_ct2 import export_ct2
-from egrecho_inner.export_onnx import export_onnx
+from egrecho_inner.deploy.export_ct2 import export_ct2
+from egrecho_inner.deploy.export_onnx import export_onnx
+from egrecho_inner.deploy.onnx_decode import OnnxWhisper
+from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.merge_lora import merge_lora_whisper
 from egrecho_inner.model import load_whisper
-from egrecho_inner.onnx_decode import OnnxWhisper
-from egrecho_inner.transcribe import transcribe
 from tests.conftest import espeak
 
 pytestmark = pytest.mark.slow
