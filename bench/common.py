@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from egrecho_inner.speech_synth import espeak
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent
 if str(RECIPE_DIR) not in sys.path:  # run as a script: python bench/bench_x.py
@@ -81,6 +82,6 @@ def espeak_sentences(num_utts: int, workdir: Path, language: str = "en", seed: i
     for i in range(num_utts):
         text = " ".join(str(rng.choice(slot)) for slot in spec["slots"]) + "."
         wav = workdir / f"{language}{i:04d}.wav"
-        subprocess.run(["espeak-ng", "-v", spec["voice"], "-s", "160", "-w", str(wav), text], check=True)
+        espeak(text, wav, spec["voice"])
         out.append((wav, text))
     return out

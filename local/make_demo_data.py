@@ -21,11 +21,15 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jsonargparse import CLI
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from egrecho_inner.speech_synth import espeak  # noqa: E402
 
 GRAMMAR_FILE = Path(__file__).with_name("demo_grammar.json")
 SPLITS = ("train", "val", "test")
@@ -75,7 +79,7 @@ def split_stats(texts: dict[str, list[str]]) -> dict:
 
 def _synthesise(job: tuple[str, str, int, Path]) -> None:
     voice, spoken, speed, wav = job
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), spoken], check=True)
+    espeak(spoken, wav, voice, speed)
 
 
 def make_demo_data(

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from egrecho_inner import speech_synth
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missed local path fails fast instead of hanging
 # Commands the tests run (egrecho, accelerate, the recipe's shell scripts) come from the environment
 # running pytest, e.g. .venv/bin/python -m pytest without activating .venv (see local/path.sh).
@@ -22,10 +24,8 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent
 
 
 def espeak(path: Path, text: str, voice: str = "vi", speed: int = 160) -> Path:
-    """Speak ``text`` into a 22.05 kHz wav file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
-    return path
+    """Speak ``text`` into a 22.05 kHz wav file (``egrecho_inner.speech_synth.espeak``)."""
+    return speech_synth.espeak(text, path, voice, speed)
 
 
 def write_kaldi_dir(path: Path, utts: dict[str, tuple[str, str, str]]) -> Path:
