@@ -224,7 +224,40 @@ def load_kaldi_dir(
     Returns:
         recordings, supervisions and the report of what was skipped and why.
     """
-    kaldi_dir = Path(kaldi_dir)
+    files = read_kaldi_files(Path(kaldi_dir), default_language, new_languages)
+    report = SkipReport()
+    recordings = _probe_all(files.wav_scp, files.path / "wav.scp", files.segments, report, num_jobs)
+    supervisions = _supervisions(files, recordings, report, keep_empty_text)
+    if not supervisions:
+        raise KaldiDataError(f"{files.path}: no usable utterance ({report.summary()})")
+    used = {s.recording_id for s in supervisions}
+    recording_set = RecordingSet.from_recordings(r for r in recordings.values() if r.id in used)
+    supervision_set = SupervisionSet.from_segments(supervisions)
+    fixed_recordings, fixed_supervisions = fix_manifests(recording_set, supervision_set)
+    if len(fixed_supervisions) != len(supervision_set):
+        raise KaldiDataError(f"{files.path}: lhotse's fix_manifests dropped supervisions; check segments")
+    validate_recordings_and_supervisions(fixed_recordings, fixed_supervisions)
+    long = sum(s.duration > MAX_INPUT_SECONDS for s in fixed_supervisions)
+    if long:
+        log.info("%s: %d utterances over %.0f s kept (training drops them, eval transcribes them in long form)",
+                 files.path, long, MAX_INPUT_SECONDS)
+    return fixed_recordings, fixed_supervisions, report
+
+
+@dataclass
+class KaldiFiles:
+    """The parsed files of one Kaldi data dir (every line checked)."""
+
+    path: Path
+    wav_scp: dict[str, Entry]
+    texts: dict[str, Entry]
+    languages: dict[str, str]  # utt -> code, from utt2lang
+    default_language: Optional[str]
+    segments: dict[str, tuple[str, float, float, int]]  # utt -> (recording, start, end or -1, line)
+
+
+def read_kaldi_files(kaldi_dir: Path, default_language: Optional[str], new_languages: tuple[str, ...]) -> KaldiFiles:
+    """Read and check ``wav.scp``, ``text``, ``utt2lang`` and ``segments``; errors name file and line."""
     if not kaldi_dir.is_dir():
         raise KaldiDataError(f"Kaldi data dir not found: {kaldi_dir}")
     for name in ("wav.scp", "text"):
@@ -235,9 +268,7 @@ def load_kaldi_dir(
     utt2lang_path = kaldi_dir / "utt2lang"
     if not utt2lang_path.is_file() and default_language is None:
         raise KaldiDataError(f"{utt2lang_path} is missing; add it or pass --language (e.g. --language vi)")
-
     wav_scp = read_kaldi_mapping(kaldi_dir / "wav.scp")
-    texts = read_kaldi_mapping(kaldi_dir / "text")
     languages = {
         utt: resolve_language(entry.value, f"{utt2lang_path}:{entry.lineno}", new_languages)
         for utt, entry in (read_kaldi_mapping(utt2lang_path) if utt2lang_path.is_file() else {}).items()
@@ -247,56 +278,42 @@ def load_kaldi_dir(
         segments = _read_segments(segments_path)
     else:
         segments = {utt: (utt, 0.0, -1.0, entry.lineno) for utt, entry in wav_scp.items()}
+    return KaldiFiles(kaldi_dir, wav_scp, read_kaldi_mapping(kaldi_dir / "text"), languages, default_language,
+                      segments)
 
-    report = SkipReport()
-    recordings = _probe_all(wav_scp, kaldi_dir / "wav.scp", segments, report, num_jobs)
 
-    supervisions = []
-    for utt_id, (reco_id, start, end, lineno) in segments.items():
-        if reco_id not in wav_scp:
+def _supervisions(files: KaldiFiles, recordings: dict[str, Recording], report: SkipReport,
+                  keep_empty_text: bool) -> list[SupervisionSegment]:
+    """One supervision per usable utterance; every other one is a counted skip in ``report``."""
+    text_path, supervisions = files.path / "text", []
+    for utt_id, (reco_id, start, end, _) in files.segments.items():
+        if reco_id not in files.wav_scp:
             report.add("no audio", utt_id, f"recording {reco_id!r} is not in wav.scp")
             continue
         if reco_id not in recordings:
             continue  # audio problem, already counted
-        if utt_id not in texts:
-            report.add("no text", utt_id, f"not in {kaldi_dir / 'text'}")
+        if utt_id not in files.texts:
+            report.add("no text", utt_id, f"not in {text_path}")
             continue
-        language = languages.get(utt_id, default_language)
+        language = files.languages.get(utt_id, files.default_language)
         if language is None:
-            report.add("no language", utt_id, f"not in {utt2lang_path} and no --language given")
+            report.add("no language", utt_id, f"not in {files.path / 'utt2lang'} and no --language given")
             continue
-        text = normalize_transcript(texts[utt_id].value, language)
+        text = normalize_transcript(files.texts[utt_id].value, language)
         if not text and not keep_empty_text:
-            report.add("empty text", utt_id, f"{kaldi_dir / 'text'}:{texts[utt_id].lineno}")
+            report.add("empty text", utt_id, f"{text_path}:{files.texts[utt_id].lineno}")
             continue
         reco = recordings[reco_id]
         end = reco.duration if end == -1 else min(end, reco.duration)
-        supervisions.append(
-            SupervisionSegment(
-                # floored to whole microseconds: lhotse rounds ends and would "trim" a float's last ulp
-                id=utt_id, recording_id=reco_id, start=start, duration=math.floor((end - start) * 1e6) / 1e6,
-                channel=0, text=text, language=language,
-            )
-        )
-    for utt_id, entry in texts.items():
-        if utt_id not in segments:
-            report.add("no audio", utt_id, f"{kaldi_dir / 'text'}:{entry.lineno} has no wav.scp entry")
-
-    if not supervisions:
-        raise KaldiDataError(f"{kaldi_dir}: no usable utterance ({report.summary()})")
-    recording_set = RecordingSet.from_recordings(
-        r for r in recordings.values() if any(s.recording_id == r.id for s in supervisions)
-    )
-    supervision_set = SupervisionSet.from_segments(supervisions)
-    fixed_recordings, fixed_supervisions = fix_manifests(recording_set, supervision_set)
-    if len(fixed_supervisions) != len(supervision_set):
-        raise KaldiDataError(f"{kaldi_dir}: lhotse's fix_manifests dropped supervisions; check segments")
-    validate_recordings_and_supervisions(fixed_recordings, fixed_supervisions)
-    long = sum(s.duration > MAX_INPUT_SECONDS for s in fixed_supervisions)
-    if long:
-        log.info("%s: %d utterances over %.0f s kept (training drops them, eval transcribes them in long form)",
-                 kaldi_dir, long, MAX_INPUT_SECONDS)
-    return fixed_recordings, fixed_supervisions, report
+        supervisions.append(SupervisionSegment(
+            # floored to whole microseconds: lhotse rounds ends and would "trim" a float's last ulp
+            id=utt_id, recording_id=reco_id, start=start, duration=math.floor((end - start) * 1e6) / 1e6,
+            channel=0, text=text, language=language,
+        ))
+    for utt_id, entry in files.texts.items():
+        if utt_id not in files.segments:
+            report.add("no audio", utt_id, f"{text_path}:{entry.lineno} has no wav.scp entry")
+    return supervisions
 
 
 def _probe_all(
