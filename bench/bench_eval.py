@@ -73,13 +73,6 @@ def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, nu
         batch_size: int = 8, threads: int = 2, device: str = "cpu", dtype: str = "float32",
         adapt_steps: int = 30) -> list[Row]:
     """RTFx of egrecho eval, plain HF generate and faster-whisper on the same audio."""
-    import ctranslate2
-    import numpy as np
-    from faster_whisper import WhisperModel
-    from faster_whisper.audio import pad_or_trim
-    from faster_whisper.tokenizer import Tokenizer
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
     from egrecho_inner.evaluate import GenArgs, evaluate
 
     ct2_dir = ct2_model or model.rstrip("/") + "-ct2"
@@ -102,34 +95,8 @@ def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, nu
         adapted = adapt_unpadded(model, Path(tmp), adapt_steps, batch_size, device) if adapt_steps else None
         t_unpadded = timed(lambda: ours(adapted, True)) if adapted else float("nan")
 
-        hf = WhisperForConditionalGeneration.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
-        processor = WhisperProcessor.from_pretrained(model)
-
-        def plain_hf():
-            for i in range(0, len(audios), batch_size):
-                feats = processor(audios[i:i + batch_size], sampling_rate=16000, return_tensors="pt").input_features
-                with torch.inference_mode():
-                    hf.generate(feats.to(device, getattr(torch, dtype)), language="en", task="transcribe")
-        t_hf = timed(plain_hf)
-
-        compute_type = "float32" if dtype == "float32" else "float16"
-        fw = WhisperModel(ct2_dir, device=device, compute_type=compute_type, cpu_threads=threads)
-        options = dict(language="en", beam_size=1, without_timestamps=True, vad_filter=False, temperature=0.0,
-                       condition_on_previous_text=False)
-
-        def faster():
-            if device.startswith("cuda"):  # its CTranslate2 model on batches of files, as we batch
-                tokenizer = Tokenizer(fw.hf_tokenizer, True, task="transcribe", language="en")
-                prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
-                for i in range(0, len(audios), batch_size):
-                    feats = np.stack([pad_or_trim(fw.feature_extractor(a)) for a in audios[i:i + batch_size]])
-                    fw.model.generate(ctranslate2.StorageView.from_array(feats.astype(np.float32)),
-                                      [prompt] * len(feats), beam_size=1)
-            else:  # one file at a time, as faster-whisper's README transcribes
-                for audio in audios:
-                    hyps.append(" ".join(s.text for s in fw.transcribe(audio, **options)[0]))
-        hyps: list[str] = []
-        t_fw = timed(faster)
+        t_hf = time_plain_hf(model, audios, batch_size, device, dtype)
+        t_fw, hyps, compute_type = time_faster_whisper(ct2_dir, audios, batch_size, device, dtype, threads)
         fw_wer = word_error_rate([c.supervisions[0].text for c in cuts], hyps) if hyps else float("nan")
     rtfx = lambda t: seconds / t  # noqa: E731
     where = f"{device} {dtype}, batch {batch_size}"
@@ -142,6 +109,51 @@ def run(model: str = "pretrained/whisper-base", ct2_model: str | None = None, nu
         rows.append(Row(f"eval RTFx of an un-padded fine-tune, {seconds / len(audios):.1f} s clips, {where} ({wers})",
                         "audio s per s", rtfx(t_unpadded), rtfx(t_fw), f"faster-whisper {compute_type}"))
     return rows
+
+
+def time_plain_hf(model: str, audios: list, batch_size: int, device: str, dtype: str) -> float:
+    """Seconds plain HF takes: its feature extractor (30 s padding) and ``generate``, batch by batch."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    hf = WhisperForConditionalGeneration.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+    processor = WhisperProcessor.from_pretrained(model)
+
+    def plain_hf():
+        for i in range(0, len(audios), batch_size):
+            feats = processor(audios[i:i + batch_size], sampling_rate=16000, return_tensors="pt").input_features
+            with torch.inference_mode():
+                hf.generate(feats.to(device, getattr(torch, dtype)), language="en", task="transcribe")
+    return timed(plain_hf)
+
+
+def time_faster_whisper(ct2_dir: str, audios: list, batch_size: int, device: str, dtype: str,
+                        threads: int) -> tuple[float, list[str], str]:
+    """Seconds faster-whisper takes, its transcripts (CPU: one file at a time, as its README transcribes;
+    GPU: its CTranslate2 model on batches, as we batch) and the compute type used."""
+    import ctranslate2
+    import numpy as np
+    from faster_whisper import WhisperModel
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    compute_type = "float32" if dtype == "float32" else "float16"
+    fw = WhisperModel(ct2_dir, device=device, compute_type=compute_type, cpu_threads=threads)
+    options = dict(language="en", beam_size=1, without_timestamps=True, vad_filter=False, temperature=0.0,
+                   condition_on_previous_text=False)
+    hyps: list[str] = []
+
+    def faster():
+        if device.startswith("cuda"):
+            tokenizer = Tokenizer(fw.hf_tokenizer, True, task="transcribe", language="en")
+            prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+            for i in range(0, len(audios), batch_size):
+                feats = np.stack([pad_or_trim(fw.feature_extractor(a)) for a in audios[i:i + batch_size]])
+                fw.model.generate(ctranslate2.StorageView.from_array(feats.astype(np.float32)),
+                                  [prompt] * len(feats), beam_size=1)
+        else:
+            for audio in audios:
+                hyps.append(" ".join(s.text for s in fw.transcribe(audio, **options)[0]))
+    return timed(faster), hyps, compute_type
 
 
 def word_error_rate(refs: list[str], hyps: list[str]) -> float:
