@@ -22,12 +22,12 @@ def export_ct2(model_path: str, output_dir: str, quantization: str = "float32") 
     """
     import ctranslate2
 
-    check_model_source(model_path, local_files_only=True)
     if quantization not in QUANTIZATIONS:
         raise InputError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     src = Path(model_path)
     if (src / "adapter_config.json").is_file():
         raise InputError(f"{src} is a LoRA adapter: merge it first (egrecho merge-lora-whisper --lora_model {src})")
+    check_model_source(model_path, local_files_only=True)
     copy = [name for name in ("tokenizer.json", "preprocessor_config.json") if (src / name).is_file()]
     with atomic_path(output_dir) as tmp:
         converter = ctranslate2.converters.TransformersConverter(str(src), copy_files=copy, load_as_float16=False)

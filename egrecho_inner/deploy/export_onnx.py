@@ -90,9 +90,9 @@ def export_onnx(model_path: str, output_dir: str, opset: int = 18) -> str:
         output_dir: where the ONNX dir goes.
         opset: ONNX opset version.
     """
-    check_model_source(model_path, local_files_only=True)
     if (Path(model_path) / "adapter_config.json").is_file():
         raise InputError(f"{model_path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper)")
+    check_model_source(model_path, local_files_only=True)
     model, processor = load_whisper(model_path, local_files_only=True)
     model = model.float().eval()
     unpadded = trained_unpadded(model.generation_config)
