@@ -4,6 +4,7 @@ one prefix at once: the second refuses."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -17,6 +18,20 @@ from lhotse import load_manifest
 from tests.conftest import RECIPE_DIR, run_script
 
 pytestmark = pytest.mark.slow
+
+
+def wait_for_lock_release(lock, seconds: float = 30.0) -> None:
+    deadline = time.time() + seconds
+    with open(lock) as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 def prepare(work, *options, check=True):
@@ -77,6 +92,7 @@ def test_killed_stage_3_rerun_equals_an_uninterrupted_run(work, tmp_path_factory
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole stage: bash and its Python processes
     proc.wait()
+    wait_for_lock_release(work / "data/manifests/.rr.lock")  # killed processes release it as they exit
     assert not (work / "data/fbank_whisper80/.rr_cuts_train.stamp.json").exists(), "killed too late to test"
     _, log = prepare(work, "--stage", "3", "--stop_stage", "3")
     assert "train: computing cuts" in log
@@ -101,5 +117,6 @@ def test_second_run_on_a_prefix_refuses(work):
     finally:
         os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep holding the lock
         holder.wait()
+    wait_for_lock_release(work / "data/manifests/.rr.lock")
     proc, _ = prepare(work, "--stop_stage", "1")  # free again
     assert proc.returncode == 0

@@ -149,12 +149,12 @@ def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeyp
 
 
 def last_run_per_step(rows: list[tuple[int, str]]) -> dict[int, list[str]]:
-    """Cut ids per step from a record that a resumed run appended to: a step seen again replaces the
-    killed run's record of it and of every later step."""
+    """Cut ids per step from a record that a resumed run appended to (one row per step: one process, no
+    accumulation): a step seen again replaces the killed run's record of it and of every later step."""
     by_step: dict[int, list[str]] = {}
     previous = -1
     for step, cut in rows:
-        if step < previous:  # the resumed run starts again at its checkpoint's step
+        if step <= previous:  # the resumed run starts again at its checkpoint's step
             by_step = {s: cuts for s, cuts in by_step.items() if s < step}
         by_step.setdefault(step, []).append(cut)
         previous = step
