@@ -2,7 +2,6 @@
 
 SAMPLING_RATE = 16000  # Whisper only takes 16 kHz audio
 HOP_LENGTH = 160  # 10 ms frame shift
-FRAME_SHIFT = HOP_LENGTH / SAMPLING_RATE
 N_SAMPLES_30S = 30 * SAMPLING_RATE  # the encoder's fixed input window
 N_FRAMES = N_SAMPLES_30S // HOP_LENGTH  # 3000 mel frames
 MAX_INPUT_SECONDS = 30.0
