@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -77,10 +78,7 @@ def test_changed_transcript_added_part_and_changed_option(work):
     assert len(cuts(work, "train")) == 36
 
 
-def test_killed_stage_3_rerun_equals_an_uninterrupted_run(work, tmp_path_factory):
-    reference = tmp_path_factory.mktemp("uninterrupted")
-    shutil.copytree(work / "kaldi", reference / "kaldi", symlinks=True)
-    prepare(reference, "--stop_stage", "3")
+def test_killed_stage_3_rerun_equals_an_uninterrupted_run(work, prepared_demo):
     prepare(work, "--stop_stage", "1")
     env = {**os.environ, "PYTHONPATH": str(RECIPE_DIR)}
     proc = subprocess.Popen(["bash", str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", "kaldi", "--prefix", "rr",
@@ -96,14 +94,30 @@ def test_killed_stage_3_rerun_equals_an_uninterrupted_run(work, tmp_path_factory
     assert not (work / "data/fbank_whisper80/.rr_cuts_train.stamp.json").exists(), "killed too late to test"
     _, log = prepare(work, "--stage", "3", "--stop_stage", "3")
     assert "train: computing cuts" in log
-    for part in ("train", "val", "test"):
-        ours, theirs = cuts(work, part), cuts(reference, part)
+    for part in ("train", "val", "test"):  # prepared_demo: the same corpus and options, never interrupted
+        ours = cuts(work, part)
+        theirs = {c.id: c for c in load_manifest(prepared_demo / f"data/fbank_whisper80/demo_vi_cuts_{part}.jsonl.gz")}
         assert ours.keys() == theirs.keys()
         for cut_id, cut in ours.items():
             assert cut.supervisions == theirs[cut_id].supervisions
             np.testing.assert_array_equal(cut.with_features_path_prefix(str(work)).load_features(),
-                                          theirs[cut_id].with_features_path_prefix(str(reference)).load_features())
+                                          theirs[cut_id].with_features_path_prefix(str(prepared_demo)).load_features())
     assert not list((work / "data/fbank_whisper80").glob(".tmp-*"))
+
+
+def test_a_changed_command_line_reruns_a_stamped_step(tmp_path):
+    stamp, out = tmp_path / ".stamp.json", tmp_path / "out.txt"
+
+    def stamped(*command):
+        proc = subprocess.run([sys.executable, "-m", "egrecho_inner.stamps", "run", str(stamp), "--outputs", str(out),
+                               "--", *command], capture_output=True, text=True, check=True, cwd=RECIPE_DIR)
+        return proc.stdout
+
+    assert "running (not run before)" in stamped("bash", "-c", f"echo a > {out}")
+    assert "up to date" in stamped("bash", "-c", f"echo a > {out}")
+    assert "running (command " in stamped("bash", "-c", f"echo b > {out}") and out.read_text() == "b\n"
+    out.unlink()
+    assert f"running (output missing: {out})" in stamped("bash", "-c", f"echo b > {out}")
 
 
 def test_second_run_on_a_prefix_refuses(work):

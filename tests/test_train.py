@@ -128,8 +128,7 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     assert f"running ({exp}/checkpoint-final changed): egrecho merge-lora-whisper" in log
     assert f"running ({exp}/checkpoint-final-lora-merge changed): egrecho eval" in log
     assert (exp / "errs-test.json").stat().st_mtime_ns != errs_before
-    proc = run_script(*args[:1], "--stop_stage", "0", *args[1:], "--max_steps", "3", cwd=prepared_demo)
-    assert "running (command " in proc.stdout  # changed training options retrain
+    # changed training options retrain: the command line is part of the stamp (tests/test_reruns.py)
 
 
 def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeypatch):
@@ -163,8 +162,8 @@ def last_run_per_step(rows: list[tuple[int, str]]) -> dict[int, list[str]]:
 
 def test_training_killed_after_a_checkpoint_resumes_the_epoch(prepared_demo, tiny_model, tmp_path):
     script = str(RECIPE_DIR / "egrecho_inner/lora.py")
-    options = ["--base_model", str(tiny_model), "--max_cuts", "1", "--max_steps", "30", "--eval_steps", "4",
-               "--save_steps", "4", "--num_workers", "0", "--record_cut_ids", "true", "--warmup_steps", "0"]
+    options = ["--base_model", str(tiny_model), "--max_cuts", "1", "--max_steps", "30", "--eval_steps", "8",
+               "--save_steps", "8", "--num_workers", "0", "--record_cut_ids", "true", "--warmup_steps", "0"]
     run_script(script, *options, "--output_dir", str(tmp_path / "whole"), cwd=prepared_demo)
     env = {**os.environ, "PYTHONPATH": str(RECIPE_DIR)}
     proc = subprocess.Popen([sys.executable, script, *options, "--output_dir", str(tmp_path / "killed")],
@@ -179,8 +178,8 @@ def test_training_killed_after_a_checkpoint_resumes_the_epoch(prepared_demo, tin
     assert not (tmp_path / "killed/checkpoint-final").exists(), "killed too late to test"
     run_script(script, *options, "--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint", "true",
                cwd=prepared_demo)
-    state = json.loads((tmp_path / "killed/checkpoint-28/trainer_state.json").read_text())
-    assert state["global_step"] == 28 and (tmp_path / "killed/checkpoint-final").is_dir()
+    state = json.loads((tmp_path / "killed/checkpoint-24/trainer_state.json").read_text())
+    assert state["global_step"] == 24 and (tmp_path / "killed/checkpoint-final").is_dir()
     whole, resumed = last_run_per_step(read_ids(tmp_path / "whole")[0]), last_run_per_step(read_ids(tmp_path / "killed")[0])
     assert resumed == whole  # every step trained the same cuts: none missed, none twice within an epoch
 
