@@ -64,6 +64,7 @@ def kaldi2mani(
             logging.info("%s: manifests up to date (%s), skipping", part, stamp)
             continue
         logging.info("%s: writing manifests (%s)", part, reason)
+        stamp.unlink(missing_ok=True)  # as in stage 3: no stamp while the outputs are being replaced
         recordings, supervisions, report = load_kaldi_dir(part_dir, language, nj, new_languages, keep_empty_text)
         for manifest, path in zip((recordings, supervisions), outputs):
             with atomic_path(path) as tmp:
