@@ -27,7 +27,7 @@ from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_batch, tra
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.model import check_model_source, load_whisper
+from egrecho_inner.model import load_whisper, resolve_model
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.quality import quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
@@ -101,7 +101,7 @@ def evaluate(
     """
     start_total = time.perf_counter()
     by_characters(metric, None)  # rejects an unknown metric before any work
-    check_model_source(model_path, local_files_only)
+    model_path = resolve_model(model_path, local_files_only)  # a dir, or a hub id found in the HF cache
     writable_dir(outdir)  # before the work, not after it
     known = model_languages(model_path)  # Whisper's and any added by new_language
     default_language = resolve_language(gen_args.language, "gen_args.language", known) if gen_args.language else None

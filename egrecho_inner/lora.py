@@ -74,10 +74,10 @@ def prepare_model(model, args: LoraArgs, total_steps: int) -> tuple:
         config.trainable_token_indices = {"embed_tokens": [new_id]}
     base = Path(args.base_model).expanduser()
     model = get_peft_model(model, config)
-    if args.new_language:
-        # peft would also save the whole grown embedding (twice: tied input and output) in every adapter
-        # checkpoint; the new row is in the trainable-token weights, and merge grows the base itself
-        model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
+    # The embedding never trains whole: an added language's row is in the trainable-token weights and merge
+    # grows the base itself. peft's default would save the grown embedding (twice: tied input and output)
+    # in every checkpoint, and for a hub-id base look the model up on the hub (a warning when offline).
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
     # record an absolute base path so the merge step finds it from any working dir
     model.peft_config["default"].base_model_name_or_path = str(base.resolve()) if base.is_dir() else args.base_model
     trainable, total = model.get_nb_trainable_parameters()

@@ -10,7 +10,7 @@ from peft import PeftConfig, PeftModel
 from transformers import GenerationConfig, WhisperProcessor
 
 from egrecho_inner.errors import InputError, MissingInputError
-from egrecho_inner.model import check_model_source, load_whisper, save_processor
+from egrecho_inner.model import check_model_dir, load_whisper, save_processor
 from egrecho_inner.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_
         raise MissingInputError(f"LoRA checkpoint {ckpt} not found")
     if not (ckpt / "adapter_config.json").is_file():
         raise InputError(f"{ckpt} is not a LoRA checkpoint (no adapter_config.json); full fine-tunes need no merge")
-    check_model_source(str(ckpt), local_files_only=True)  # adapter weights there
+    check_model_dir(ckpt)  # adapter weights there
     base = PeftConfig.from_pretrained(ckpt).base_model_name_or_path
     model, processor = load_whisper(base, local_files_only)
     if (ckpt / "tokenizer_config.json").is_file():  # the processor saved with the adapter wins

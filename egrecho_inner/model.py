@@ -16,7 +16,7 @@ from transformers import (
 )
 
 from egrecho_inner.constants import MAX_LABEL_TOKENS
-from egrecho_inner.errors import MissingInputError
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES
 
 log = logging.getLogger(__name__)
@@ -30,30 +30,82 @@ MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-def check_model_source(name: str, local_files_only: bool) -> None:
-    """Fail early, with a hint, when ``name`` is neither a model dir nor (when allowed) a hub id."""
+def check_model_dir(path: Path) -> None:
+    """Fail early, naming the dir, when it is not a complete transformers model (or LoRA adapter) dir."""
+    if (path / "adapter_config.json").is_file():
+        weights = ADAPTER_WEIGHTS
+    elif (path / "config.json").is_file():
+        weights = MODEL_WEIGHTS
+    else:
+        raise MissingInputError(f"{path} has no config.json: not a Hugging Face model dir")
+    if not any((path / w).is_file() for w in weights):
+        raise MissingInputError(f"{path} has its config but no weights ({weights[0]}): a half-written save? "
+                                "Rerun the step that wrote it (training, merge-lora-whisper, import-ct2)")
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache searched for model ids (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def resolve_model(name: str, local_files_only: bool = True, check: bool = True) -> str:
+    """A local dir for ``name``: the dir itself, or a hub id's snapshot in the Hugging Face cache.
+
+    Hub ids (``openai/whisper-small``) are looked up in the cache only, unless ``local_files_only`` is
+    false, when a missing model is downloaded there.
+
+    Args:
+        name: a model dir or a hub id.
+        local_files_only: never reach for the hub.
+        check: also check the dir holds a complete transformers model or LoRA adapter (off for
+            CTranslate2 and ONNX dirs, which their engines check).
+
+    Returns:
+        the model dir.
+    """
     path = Path(name).expanduser()
-    if path.is_dir():
-        if (path / "adapter_config.json").is_file():
-            weights = ADAPTER_WEIGHTS
-        elif (path / "config.json").is_file():
-            weights = MODEL_WEIGHTS
-        else:
-            raise MissingInputError(f"{path} has no config.json: not a Hugging Face model dir")
-        if not any((path / w).is_file() for w in weights):
-            raise MissingInputError(f"{path} has its config but no weights ({weights[0]}): a half-written save? "
-                                    "Rerun the step that wrote it (training, merge-lora-whisper, import-ct2)")
-        return
-    if _looks_like_path(name) or local_files_only:
-        hint = "download it first: bash hf_download.sh openai/whisper-small pretrained/whisper-small"
-        raise MissingInputError(f"model {name!r} not found locally ({hint}; or set local_files_only: false)")
+    if not path.is_dir():
+        if _looks_like_path(name):
+            raise MissingInputError(f"model dir {name} not found")
+        path = Path(_hub_snapshot(name, local_files_only))
+    if check:
+        check_model_dir(path)
+    return str(path)
+
+
+def resolve_full_model(name: str, local_files_only: bool = True) -> str:
+    """:func:`resolve_model` for the steps that need a whole model (exports): a LoRA adapter is refused."""
+    path = resolve_model(name, local_files_only)
+    if (Path(path) / "adapter_config.json").is_file():
+        raise InputError(f"{path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper --lora_model {path})")
+    return path
+
+
+def _hub_snapshot(repo_id: str, local_files_only: bool) -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        return snapshot_download(repo_id, cache_dir=cache, local_files_only=local_files_only)
+    except (LocalEntryNotFoundError, HfHubHTTPError, HFValidationError, OSError) as e:
+        how = ("nothing is downloaded with local_files_only: true" if local_files_only
+               else f"the download failed: {str(e).splitlines()[0]}")
+        raise MissingInputError(
+            f"model {repo_id!r}: no such dir, and not in the Hugging Face cache {cache} ({how}); fetch it with "
+            f"bash hf_download.sh {repo_id} pretrained/{repo_id.split('/')[-1]} and pass that dir"
+        ) from None
 
 
 def load_whisper(name: str, local_files_only: bool = True) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """Model and processor, ready for fine-tuning: no forced decoder ids (labels carry the prefix)."""
-    check_model_source(name, local_files_only)
-    model = WhisperForConditionalGeneration.from_pretrained(name, local_files_only=local_files_only)
-    processor = WhisperProcessor.from_pretrained(name, local_files_only=local_files_only)
+    path = resolve_model(name, local_files_only)
+    model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True)
+    processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
+    if path != name:  # a hub id: adapters and logs name the model by it, not by its cache path
+        model.name_or_path = model.config._name_or_path = name
     model.config.forced_decoder_ids = None
     model.generation_config.forced_decoder_ids = None
     return model, processor

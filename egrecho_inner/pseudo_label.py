@@ -23,7 +23,7 @@ from egrecho_inner.data_module import read_cuts
 from egrecho_inner.decode import GenArgs
 from egrecho_inner.errors import InputError
 from egrecho_inner.evaluate import cut_language, load_decoder
-from egrecho_inner.model import check_model_source
+from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.quality import has_text, is_repetitive
 from egrecho_inner.utils import atomic_path
@@ -79,7 +79,7 @@ def pseudo_label(
     """
     if Path(output).resolve() == Path(cuts).resolve():
         raise InputError(f"output {output} would overwrite the input manifest; name another file")
-    check_model_source(model_path, local_files_only)
+    model_path = resolve_model(model_path, local_files_only)
     cutset = read_cuts(cuts, "the cut manifest to pseudo-label").to_eager().sort_by_duration(ascending=False)
     known = model_languages(model_path)
     language_of = cut_language(cutset, gen_args.language, known, model_path)

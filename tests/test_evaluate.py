@@ -13,6 +13,7 @@ from lhotse import CutSet
 from egrecho_inner.quality import compression_ratio, quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, normalize_text, scoring_units
 from tests.conftest import espeak, write_kaldi_dir
+from tests.test_hub_ids import populate_hub_cache
 
 pytestmark = pytest.mark.slow
 ERRS_KEYS = {"error_rate", "ins_rate", "del_rate", "sub_rate", "total", "RTF", "num_utts", "num_unscored",
@@ -41,8 +42,12 @@ def recogs(path) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_eval_writes_both_files_and_counts_agree(prepared_demo, tiny_model, tmp_path):
-    proc = egrecho(*eval_args(tiny_model, tmp_path / "exp", "--metric", "wer"), cwd=prepared_demo)
+def test_eval_writes_both_files_and_counts_agree(prepared_demo, tiny_model, tmp_path, monkeypatch):
+    # the model named by a hub id, as the original recipe writes it, found in a temporary HF cache
+    populate_hub_cache(tmp_path / "hf", "tiny-org/whisper-tiny", tiny_model)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    proc = egrecho(*eval_args("tiny-org/whisper-tiny", tmp_path / "exp", "--metric", "wer"), cwd=prepared_demo)
     result = json.loads((tmp_path / "exp/errs-test.json").read_text())
     assert set(result) == ERRS_KEYS and json.loads(proc.stdout[proc.stdout.index("{"):]) == result
     assert result["num_utts"] == 3 and result["metric"] == "wer"
@@ -186,7 +191,7 @@ def load_manifest_from_kaldi(tmp_path):
 
 def test_bad_input(prepared_demo, tiny_model, tmp_path):
     cases = [
-        (["--model_path", "pretrained/nothing"], "model 'pretrained/nothing' not found locally"),
+        (["--model_path", "pretrained/nothing"], "model 'pretrained/nothing': no such dir, and not in the Hugging Face cache"),
         (["--prefix_name", "nope"], "nope_cuts_test.jsonl.gz not found"),
         (["--gen_args.language", "xx"], "gen_args.language: unknown language 'xx'"),
         (["--metric", "ber"], "metric must be one of"),

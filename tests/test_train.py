@@ -186,7 +186,7 @@ def test_training_killed_after_a_checkpoint_resumes_the_epoch(prepared_demo, tin
 
 @pytest.mark.parametrize("override,message", [
     (["--prefix_name", "nothing"], "nothing_cuts_train.jsonl.gz not found: run prepare.sh"),
-    (["--base_model", "pretrained/no-such-model"], "model 'pretrained/no-such-model' not found locally"),
+    (["--base_model", "pretrained/no-such-model"], "model 'pretrained/no-such-model': no such dir, and not in the Hugging Face cache"),
     (["--deepspeed", "config/ds_config_z9.json"], "deepspeed config config/ds_config_z9.json not found"),
     (["--manifest_dir", "empty"], "empty/demo_vi_cuts_train.jsonl.gz holds no cuts"),
     (["--resume_from_checkpoint", "true"], "no complete checkpoint-* in"),

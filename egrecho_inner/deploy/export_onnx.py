@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,8 +23,7 @@ from transformers import WhisperForConditionalGeneration
 from transformers.cache_utils import EncoderDecoderCache
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.errors import InputError
-from egrecho_inner.model import check_model_source, load_whisper, save_processor
+from egrecho_inner.model import load_whisper, resolve_full_model, save_processor
 from egrecho_inner.unpadded import enable_unpadded_inputs, trained_unpadded
 from egrecho_inner.utils import atomic_path
 
@@ -80,7 +78,7 @@ class _Decoder(nn.Module):
         return (self.proj_out(out.last_hidden_state), *flat)
 
 
-def export_onnx(model_path: str, output_dir: str, opset: int = 18) -> str:
+def export_onnx(model_path: str, output_dir: str, opset: int = 18, local_files_only: bool = True) -> str:
     """Export a Whisper dir (full fine-tune or merged LoRA) to ONNX with its processor files.
 
     The encoder and the decoder with key/value cache run in onnxruntime (``egrecho transcribe --engine onnx``).
@@ -89,11 +87,10 @@ def export_onnx(model_path: str, output_dir: str, opset: int = 18) -> str:
         model_path: the model dir (with its processor files).
         output_dir: where the ONNX dir goes.
         opset: ONNX opset version.
+        local_files_only: a hub id is looked up in the Hugging Face cache only (false: downloaded if missing).
     """
-    if (Path(model_path) / "adapter_config.json").is_file():
-        raise InputError(f"{model_path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper)")
-    check_model_source(model_path, local_files_only=True)
-    model, processor = load_whisper(model_path, local_files_only=True)
+    model_path = resolve_full_model(model_path, local_files_only)
+    model, processor = load_whisper(model_path)
     model = model.float().eval()
     unpadded = trained_unpadded(model.generation_config)
     if unpadded:  # one utterance at a time at its own length: no padding, so no mask needed

@@ -15,6 +15,7 @@ from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_features, 
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
+from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
@@ -46,6 +47,7 @@ def transcribe(
     device: str = "auto",
     compute_type: str = "default",
     remove_whisper_encoder_input_length_restriction: Optional[bool] = None,
+    local_files_only: bool = True,
 ) -> list[tuple[str, str]]:
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
 
@@ -64,9 +66,11 @@ def transcribe(
         compute_type: ct2 only: default, float32, int8, float16, ...
         remove_whisper_encoder_input_length_restriction: null: as the model was trained; true/false: force
             un-padded or padded decoding.
+        local_files_only: a hub id is looked up in the Hugging Face cache only (false: downloaded if missing).
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
+    model_path = resolve_model(model_path, local_files_only, check=engine == "hf")
     language = resolve_language(language, "--language", model_languages(model_path)) if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     generation_file = Path(model_path) / "generation_config.json"
