@@ -77,9 +77,10 @@ def resolve_model(name: str, local_files_only: bool = True, check: bool = True) 
 
 def resolve_full_model(name: str, local_files_only: bool = True) -> str:
     """:func:`resolve_model` for the steps that need a whole model (exports): a LoRA adapter is refused."""
-    path = resolve_model(name, local_files_only)
+    path = resolve_model(name, local_files_only, check=False)
     if (Path(path) / "adapter_config.json").is_file():
         raise InputError(f"{path} is a LoRA adapter: merge it first (egrecho merge-lora-whisper --lora_model {path})")
+    check_model_dir(Path(path))
     return path
 
 
