@@ -15,6 +15,7 @@ import torch
 from accelerate import PartialState
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
+from transformers.training_args import OptimizerNames
 
 from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
 from egrecho_inner.dataset import WhisperLabeler
@@ -46,6 +47,11 @@ class TrainArgs(DataArgs):
     gradient_accumulation_steps: int = 1
     """batches per optimizer step"""
     max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    """an HF Trainer optimizer (adamw_torch, adamw_torch_fused, adafactor, sgd, ...) or lion (the lion-pytorch
+    package, CPU and GPU; HF's own lion_* need bitsandbytes). Lion wants a 3-10x smaller learning_rate"""
+    optim_args: Optional[str] = None
+    """the optimizer's extra arguments, "key=value,..." (lion: beta1, beta2, decoupled_weight_decay)"""
     logging_steps: int = 10
     eval_steps: int = 500
     """validation loss every N steps; checkpoints are kept by it"""
@@ -71,6 +77,26 @@ class TrainArgs(DataArgs):
     """a known language whose token row the new one starts from (None: the mean of all language rows)"""
 
 
+LION = "lion"
+
+
+def optimizer_cls_and_kwargs(args: TrainArgs) -> Optional[tuple[type, dict]]:
+    """What the Trainer builds the optimizer from when it is not one of its own (Lion); None otherwise."""
+    if args.optim != LION:
+        if args.optim not in {o.value for o in OptimizerNames}:
+            raise InputError(f"optim {args.optim!r} unknown: one of {LION}, " + ", ".join(o.value for o in OptimizerNames))
+        return None
+    from lion_pytorch import Lion
+
+    options = dict(item.split("=", 1) for item in (args.optim_args or "").replace(" ", "").split(",") if item)
+    unknown = set(options) - {"beta1", "beta2", "decoupled_weight_decay"}
+    if unknown:
+        raise InputError(f"optim_args: {sorted(unknown)} unknown for lion (beta1, beta2, decoupled_weight_decay)")
+    betas = (float(options.get("beta1", 0.9)), float(options.get("beta2", 0.99)))
+    decoupled = options.get("decoupled_weight_decay", "false").lower() == "true"
+    return Lion, {"lr": args.learning_rate, "betas": betas, "decoupled_weight_decay": decoupled}
+
+
 def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
     """HF TrainingArguments from our options, with the precision fixed up for CPU."""
     fp16, bf16 = args.fp16, args.bf16
@@ -86,7 +112,8 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         output_dir=args.output_dir, learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, num_train_epochs=args.num_train_epochs,
         max_steps=args.max_steps, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_grad_norm=args.max_grad_norm, logging_steps=args.logging_steps, eval_strategy="steps",
+        max_grad_norm=args.max_grad_norm, optim="adamw_torch" if args.optim == LION else args.optim,
+        optim_args=None if args.optim == LION else args.optim_args, logging_steps=args.logging_steps, eval_strategy="steps",
         eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
         save_total_limit=args.save_total_limit, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, fp16=fp16, bf16=bf16, activation_checkpointing=args.gradient_checkpointing,
@@ -118,8 +145,10 @@ class SamplerResume(TrainerCallback):
 class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
     """A Seq2SeqTrainer fed by lhotse loaders (already sharded per rank, so not re-sharded here)."""
 
-    def __init__(self, *, train_loader: LhotseLoader, eval_loader: LhotseLoader, cut_id_file: Optional[Path], **kwargs):
+    def __init__(self, *, train_loader: LhotseLoader, eval_loader: LhotseLoader, cut_id_file: Optional[Path],
+                 optimizer_cls_and_kwargs: Optional[tuple[type, dict]] = None, **kwargs):
         super().__init__(**kwargs)
+        self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs  # Seq2SeqTrainer does not pass it on
         # Whisper's forward takes **kwargs, so HF assumes it normalises the loss by num_items_in_batch
         # and skips dividing by gradient_accumulation_steps; it doesn't (its loss is a plain mean),
         # which would scale gradients and logged losses by the accumulation steps.
@@ -173,6 +202,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         save_config: writes the resolved config to the given path.
     """
     # 1. Arguments, seed, distributed state (DeepSpeed needs TrainingArguments before the model).
+    optimizer = optimizer_cls_and_kwargs(args)  # checks optim before any work
     training_args = training_arguments(args)
     set_seed(args.seed)
     state = PartialState(cpu=training_args.use_cpu)
@@ -208,6 +238,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         model=model, args=training_args, processing_class=processor.feature_extractor,
         train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
         train_loader=train, eval_loader=valid, cut_id_file=_cut_id_file(args, rank, resume), callbacks=callbacks,
+        optimizer_cls_and_kwargs=optimizer,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_metrics("train", result.metrics)  # <output_dir>/train_results.json: train_runtime, samples/s

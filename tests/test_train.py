@@ -261,3 +261,23 @@ def test_training_with_replay_and_nonspeech(prepared_demo, tiny_model, tmp_path,
     trained = {cut.rsplit("_repeat", 1)[0] for _, cut in read_ids(tmp_path / "mix")[0]}  # extras repeat: id_repeatN
     assert trained & {c.id for c in nonspeech}, "no non-speech cut was trained on"
     assert (tmp_path / "mix/checkpoint-final/adapter_config.json").is_file()
+
+
+def test_lion_optimizer(prepared_demo, tiny_model, tmp_path, monkeypatch):
+    """optim: lion trains with lion-pytorch: Lion's update is lr * sign(...), so after two steps from zero every
+    lora_B entry is 0 or exactly 2 * lr away (AdamW's second step is not a sign step: the check fails there)."""
+    from lion_pytorch import Lion
+
+    from egrecho_inner.trainer import TrainArgs, optimizer_cls_and_kwargs
+
+    monkeypatch.chdir(prepared_demo)
+    trainer = train(lora, prepared_demo, tiny_model, tmp_path / "lion", max_steps=2, optim="lion",
+                    optim_args="beta1=0.95,beta2=0.98", learning_rate=1e-3, lr_scheduler_type="constant")
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert isinstance(optimizer, Lion) and optimizer.defaults["betas"] == (0.95, 0.98)
+    lora_b = torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters() if "lora_B" in n])
+    moved = lora_b[lora_b != 0].abs()
+    assert moved.numel() > 0.5 * lora_b.numel() and torch.allclose(moved, torch.full_like(moved, 2e-3))
+    for bad, message in [(dict(optim="lamb"), "optim 'lamb' unknown"), (dict(optim="lion", optim_args="eps=1"), "eps")]:
+        with pytest.raises(ValueError, match=message):
+            optimizer_cls_and_kwargs(TrainArgs(**bad))
