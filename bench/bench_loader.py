@@ -80,7 +80,7 @@ def run(num_utts: int = 64, batch_size: int = 8, num_workers: int = 2, batches: 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         manifest_dir = make_corpus(Path(tmp), num_utts)
-        args = DataArgs(manifest_dir=str(manifest_dir), prefix_name="bench", max_cuts=batch_size, num_buckets=4,
+        args = DataArgs(manifest_dir=str(manifest_dir), prefix_name="bench", max_cuts=batch_size, num_mel_bins=80, num_buckets=4,
                         enable_musan=True, musan_prob=0.5, enable_spec_aug=True, num_workers=num_workers)
         ours = train_loader(args, WhisperLabeler(build_whisper_tokenizer()))
 

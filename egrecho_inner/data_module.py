@@ -43,8 +43,8 @@ class DataArgs:
     num_buckets: int = 30
     on_the_fly_feats: bool = False
     """compute features from audio at batch time"""
-    num_mel_bins: int = 80
-    """128 for large-v3"""
+    num_mel_bins: Optional[int] = None
+    """mel bins of features computed at batch time (on the fly, MUSAN mixes); null: the model's (128 for large-v3)"""
     enable_musan: bool = False
     """mix MUSAN noise/music/babble into training audio"""
     musan_prob: float = 0.5

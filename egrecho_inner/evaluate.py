@@ -25,7 +25,7 @@ from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
 from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_batch, transcribe_features
 from egrecho_inner.errors import InputError, MissingInputError
-from egrecho_inner.features import load_cut_features, make_fbank_extractor
+from egrecho_inner.features import check_mel_bins, load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper, resolve_model
 from egrecho_inner.new_language import model_languages
@@ -118,6 +118,9 @@ def evaluate(
     # 2. Transcribe; 3. score.
     decoder = load_decoder(model_path, device, dtype, local_files_only, remove_whisper_encoder_input_length_restriction,
                            gen_args, language_of)
+    if not (from_audio or on_the_fly_feats):
+        check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
+                       model_path)
     hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part)
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)

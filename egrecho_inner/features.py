@@ -10,7 +10,8 @@ model frames louder than the utterance's own silence.
 
 from __future__ import annotations
 
-from typing import Sequence
+from itertools import islice
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +27,19 @@ def make_fbank_extractor(num_mel_bins: int = 80, device: str = "cpu") -> Whisper
     if num_mel_bins not in MEL_BINS:
         raise InputError(f"num_mel_bins must be one of {MEL_BINS}, got {num_mel_bins}")
     return WhisperFbank(WhisperFbankConfig(num_filters=num_mel_bins, device=device))
+
+
+def check_mel_bins(cuts, where: str, model_bins: int, model_name: str, option_bins: Optional[int] = None) -> None:
+    """Stop before any work when features (stored in ``cuts``, or asked for by a ``num_mel_bins`` option)
+    have another mel-bin count than the model takes, naming both and the prepare.sh option that fixes it."""
+    fix = (f"prepare.sh --num_mel_bins {model_bins} writes data/fbank_whisper{model_bins} (or compute them on the fly: "
+           "on_the_fly_feats: true)")
+    if option_bins is not None and option_bins != model_bins:
+        raise InputError(f"num_mel_bins is {option_bins} but {model_name} takes {model_bins} mel bins: set "
+                         f"num_mel_bins: {model_bins}; {fix}")
+    stored = next((cut.num_features for cut in islice(cuts, 1) if cut.has_features), model_bins)
+    if stored != model_bins:
+        raise InputError(f"{where} holds {stored}-bin features but {model_name} takes {model_bins} mel bins: {fix}")
 
 
 def padding_value(feats: torch.Tensor) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import torch
 from transformers import (
@@ -120,11 +121,12 @@ def save_processor(processor: WhisperProcessor, output_dir) -> None:
     processor.tokenizer.save_pretrained(output_dir)
 
 
-def tiny_whisper_config(tokenizer_len: int, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2) -> WhisperConfig:
+def tiny_whisper_config(tokenizer_len: int, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2,
+                        decoder_layers: Optional[int] = None) -> WhisperConfig:
     """A Whisper small enough to train on a CPU in seconds, with the real vocabulary and ids."""
     return WhisperConfig(
         vocab_size=tokenizer_len, num_mel_bins=num_mel_bins, d_model=d_model,
-        encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_layers=layers, decoder_layers=decoder_layers or layers, encoder_attention_heads=2, decoder_attention_heads=2,
         encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, max_source_positions=1500,
         max_target_positions=MAX_LABEL_TOKENS, decoder_start_token_id=50258, pad_token_id=50257,
         bos_token_id=50257, eos_token_id=50257, begin_suppress_tokens=[220, 50257],
@@ -135,7 +137,8 @@ def tiny_whisper_config(tokenizer_len: int, num_mel_bins: int = 80, d_model: int
 
 
 def save_tiny_whisper(
-    output_dir: str, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2, seed: int = 0
+    output_dir: str, num_mel_bins: int = 80, d_model: int = 64, layers: int = 2, seed: int = 0,
+    decoder_layers: Optional[int] = None,
 ) -> None:
     """Save a tiny randomly initialised multilingual Whisper (model, processor, generation config).
 
@@ -145,12 +148,14 @@ def save_tiny_whisper(
         d_model: hidden size.
         layers: encoder and decoder layers each.
         seed: initialisation seed.
+        decoder_layers: decoder layers, if not ``layers`` (large-v3-turbo: 4 decoder layers under 32 encoder ones).
     """
     from egrecho_inner.tokenizer import build_whisper_tokenizer
 
     tokenizer = build_whisper_tokenizer(num_languages=100 if num_mel_bins == 128 else 99)
     torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(tiny_whisper_config(len(tokenizer), num_mel_bins, d_model, layers))
+    model = WhisperForConditionalGeneration(tiny_whisper_config(len(tokenizer), num_mel_bins, d_model, layers,
+                                                                decoder_layers))
     model.generation_config = whisper_generation_config(tokenizer)
     model.save_pretrained(output_dir)
     save_processor(WhisperProcessor(WhisperFeatureExtractor(feature_size=num_mel_bins), tokenizer), output_dir)

@@ -23,6 +23,7 @@ from egrecho_inner.data_module import read_cuts
 from egrecho_inner.decode import GenArgs
 from egrecho_inner.errors import InputError
 from egrecho_inner.evaluate import cut_language, load_decoder
+from egrecho_inner.features import check_mel_bins
 from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages
 from egrecho_inner.quality import has_text, is_repetitive
@@ -85,6 +86,8 @@ def pseudo_label(
     language_of = cut_language(cutset, gen_args.language, known, model_path)
     decoder = load_decoder(model_path, device, dtype, local_files_only, remove_whisper_encoder_input_length_restriction,
                            gen_args, language_of)
+    if not on_the_fly_feats:
+        check_mel_bins(cutset, cuts, decoder.model.config.num_mel_bins, model_path)
     hyps = decoder.transcribe_cuts(cutset, on_the_fly_feats, max_cuts, None, num_workers, "pseudo-label")
     kept, empty, repetitive = [], [], []
     for cut in cutset:

@@ -17,9 +17,10 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
 from transformers.training_args import OptimizerNames
 
-from egrecho_inner.data_module import DataArgs, LhotseLoader, eval_loader, train_loader
+from egrecho_inner.data_module import DataArgs, LhotseLoader, cuts_path, eval_loader, load_cuts, train_loader
 from egrecho_inner.dataset import WhisperLabeler
 from egrecho_inner.errors import InputError, MissingInputError, one_line_errors
+from egrecho_inner.features import check_mel_bins
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.new_language import add_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, mark_trained_unpadded
@@ -216,6 +217,9 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     model, processor = load_whisper(args.base_model, args.local_files_only)
     if args.new_language:
         add_language(model, processor.tokenizer, args.new_language, args.new_language_init)
+    check_mel_bins(load_cuts(args, "train"), str(cuts_path(args, "train")), model.config.num_mel_bins,
+                   args.base_model, args.num_mel_bins)
+    args.num_mel_bins = model.config.num_mel_bins
     labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language)
     world, rank = state.num_processes, state.process_index
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)

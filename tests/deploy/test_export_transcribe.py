@@ -3,6 +3,9 @@ the same tokens as the source model, and transcribe handles files, wav.scp and l
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import ctranslate2
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from transformers import WhisperForConditionalGeneration
 from egrecho_inner.deploy.export_ct2 import export_ct2
 from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
+from egrecho_inner.new_language import prompt_ids
 from tests.conftest import espeak
 
 pytestmark = pytest.mark.slow
@@ -25,20 +29,26 @@ def exported(tiny_model, tmp_path_factory):
     return out
 
 
-def test_export_decodes_like_the_source(tiny_model, exported, tmp_path):
-    assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in exported.iterdir()}
-    audio = Recording.from_file(espeak(tmp_path / "a.wav", "xin chào các bạn")).resample(16000).load_audio()[0]
-    feats = pad_to_whisper_input(torch.as_tensor(make_fbank_extractor(80).extract(audio, 16000)))[None]
-    model = WhisperForConditionalGeneration.from_pretrained(tiny_model).eval()
-    prompt = [50258, 50278, 50359, 50363]  # <|startoftranscript|><|vi|><|transcribe|><|notimestamps|>
+def assert_ct2_decodes_like(model_dir: Path, ct2_dir: Path, wav: Path, num_mel_bins: int = 80) -> None:
+    """CTranslate2's greedy tokens for ``wav`` are transformers' ``generate`` tokens (first 20, language vi)."""
+    audio = Recording.from_file(wav).resample(16000).load_audio()[0]
+    feats = pad_to_whisper_input(torch.as_tensor(make_fbank_extractor(num_mel_bins).extract(audio, 16000)))[None]
+    model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
+    generation = json.loads((Path(model_dir) / "generation_config.json").read_text())
+    prompt = prompt_ids(generation, "vi")  # <|startoftranscript|><|vi|><|transcribe|><|notimestamps|>
     with torch.inference_mode():
         ours = model.generate(feats, language="vi", task="transcribe", max_new_tokens=20)[0].tolist()
-    ct2 = ctranslate2.models.Whisper(str(exported), device="cpu", compute_type="float32")
+    ct2 = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type="float32")
     storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy()))
     theirs = ct2.generate(storage, [prompt], beam_size=1, max_length=20 + len(prompt), suppress_blank=False,
                           suppress_tokens=[])[0].sequences_ids[0]
-    ours = [t for t in ours if t not in prompt and t != 50257]
+    ours = [t for t in ours if t not in prompt and t != generation["eos_token_id"]]
     assert ours[: len(theirs)] == theirs and len(theirs) >= 5
+
+
+def test_export_decodes_like_the_source(tiny_model, exported, tmp_path):
+    assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in exported.iterdir()}
+    assert_ct2_decodes_like(tiny_model, exported, espeak(tmp_path / "a.wav", "xin chào các bạn"))
 
 
 def test_export_errors(tmp_path):
