@@ -45,6 +45,7 @@ train_config=${train_config:-$recipe_dir/config/$mode.yaml}
 launch=(accelerate launch --num_machines 1 --num_processes "$num_gpus" --dynamo_backend no --mixed_precision no)
 if ! command -v nvidia-smi >/dev/null 2>&1; then  # CPU only: share the cores (accelerate would give each process 1)
   launch+=(--num_cpu_threads_per_process "$(( $(nproc) / num_gpus > 0 ? $(nproc) / num_gpus : 1 ))")
+  export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}   # what DeepSpeed would otherwise probe for, with a warning
 fi
 [ "$num_gpus" -gt 1 ] && launch+=(--multi_gpu)   # torchrun-style launch: NCCL on GPUs, gloo on CPUs
 ds_opt=()

@@ -14,6 +14,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from egrecho_inner import __version__
 from egrecho_inner.errors import one_line_errors
+from egrecho_inner.utils import quiet_library_warnings
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``egrecho`` console script."""
+    quiet_library_warnings()  # before the commands' imports
     parser = build_parser()
     cfg = parser.parse_args(argv)
     name = cfg.command

@@ -45,8 +45,10 @@ class GenArgs:
 def generate_kwargs(gen: GenArgs, processor, device) -> dict:
     """``generate()`` keyword arguments for the options that are set."""
     kwargs = {"task": gen.task, "num_beams": gen.num_beams, "return_timestamps": gen.return_timestamps}
+    # Whisper's generate counts max_length in generated tokens, so the cap goes there: as max_new_tokens it
+    # would clash (a warning per call) with the 448-token max_length every Whisper generation config holds
     optional = {"no_speech_threshold": gen.no_speech_threshold, "logprob_threshold": gen.logprob_threshold,
-                "compression_ratio_threshold": gen.compression_ratio_threshold, "max_new_tokens": gen.max_new_tokens}
+                "compression_ratio_threshold": gen.compression_ratio_threshold, "max_length": gen.max_new_tokens}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     if gen.temperature_fallback:
         kwargs["temperature"] = tuple(gen.temperature_fallback)

@@ -19,6 +19,45 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure root logging once, with time, file and line on each record."""
     logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    quiet_library_warnings()
+
+
+# Warnings raised inside the libraries on calls we make correctly; nothing on our side can remove their cause.
+# Each names the code that raises it. Everything else still prints.
+LIBRARY_WARNINGS = (
+    # peft.PeftModel.__init__ reads transformers' deprecated ``is_gradient_checkpointing`` (peft 0.21, transformers 5.24)
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+)
+LIBRARY_LOG_WARNINGS = {
+    # WhisperGenerationMixin.generate itself passes suppress_tokens next to its generation_config (transformers 5.24)
+    "transformers.generation.utils": "Passing `generation_config` together with generation-related arguments",
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_library_warnings() -> None:
+    """Hide the library warnings in :data:`LIBRARY_WARNINGS` / :data:`LIBRARY_LOG_WARNINGS`, and on a machine
+    without a GPU tell DeepSpeed so (``DS_ACCELERATOR=cpu``) instead of letting it probe and warn. Idempotent."""
+    import warnings
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    for category, message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name, start in LIBRARY_LOG_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.start == start for f in logger.filters):
+            logger.addFilter(_DropMessage(start))
 
 
 def writable_dir(path: Pathlike) -> Path:

@@ -12,7 +12,7 @@ from lhotse import CutSet
 
 from egrecho_inner.quality import compression_ratio, quality_fields
 from egrecho_inner.scoring import ErrorCounts, align, normalize_text, scoring_units
-from tests.conftest import espeak, write_kaldi_dir
+from tests.conftest import espeak, library_warnings, write_kaldi_dir
 from tests.test_hub_ids import populate_hub_cache
 
 pytestmark = pytest.mark.slow
@@ -48,6 +48,7 @@ def test_eval_writes_both_files_and_counts_agree(prepared_demo, tiny_model, tmp_
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     proc = egrecho(*eval_args("tiny-org/whisper-tiny", tmp_path / "exp", "--metric", "wer"), cwd=prepared_demo)
+    assert library_warnings(proc.stderr) == []  # progress bars and our log lines only
     result = json.loads((tmp_path / "exp/errs-test.json").read_text())
     assert set(result) == ERRS_KEYS and json.loads(proc.stdout[proc.stdout.index("{"):]) == result
     assert result["num_utts"] == 3 and result["metric"] == "wer"

@@ -19,7 +19,7 @@ from transformers import WhisperForConditionalGeneration
 
 from egrecho_inner import full, lora
 from egrecho_inner.trainer import run_training
-from tests.conftest import RECIPE_DIR, run_script
+from tests.conftest import RECIPE_DIR, library_warnings, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -116,8 +116,9 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     exp = tmp_path / "exp"
     args = [str(RECIPE_DIR / "finetune.sh"), "--model_name", str(tiny_model), "--exp_dir", str(exp), "--",
             "--max_cuts", "2", "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--num_workers", "0"]
-    log = run_script(*args, cwd=prepared_demo).stdout
-    assert log.count("running (not run before)") == 3  # train, merge, eval
+    proc = run_script(*args, cwd=prepared_demo)
+    assert proc.stdout.count("running (not run before)") == 3  # train, merge, eval
+    assert library_warnings(proc.stdout + proc.stderr) == []  # progress bars and our log lines only
     adapter = exp / "checkpoint-final/adapter_model.safetensors"
     weights = load_file(adapter)
     save_file({k: v * 2 if "lora_B" in k else v for k, v in weights.items()}, str(adapter))

@@ -123,7 +123,7 @@ def test_mixed_batch_decodes_like_each_alone(unpadded_model, wavs, num_beams, la
     feats = [fbank(w) for w in wavs]
     batch, mask = pad_to_longest(feats)  # (B, n_mels, longest), (B, longest)
     longest = batch.shape[-1]
-    kwargs = {**generate_kwargs(GenArgs(num_beams=num_beams), processor, "cpu"), "max_new_tokens": 12}
+    kwargs = generate_kwargs(GenArgs(num_beams=num_beams, max_new_tokens=12), processor, "cpu")
     together, detected = transcribe_batch(model, processor, batch, [language] * 3, kwargs, mask, unpadded=True)
     assert frames_seen == [longest] and longest < N_FRAMES  # the encoder ran on the batch's length, not 3000
     alone = [transcribe_features(model, processor, f, language, kwargs, unpadded=True, device="cpu") for f in feats]
