@@ -47,6 +47,7 @@ def register_commands() -> None:
         return
     from egrecho_inner.deploy.ct2_import import import_ct2
     from egrecho_inner.deploy.export_ct2 import export_ct2
+    from egrecho_inner.deploy.export_ggml import export_ggml
     from egrecho_inner.deploy.export_onnx import export_onnx
     from egrecho_inner.deploy.transcribe import transcribe
     from egrecho_inner.evaluate import evaluate
@@ -62,6 +63,7 @@ def register_commands() -> None:
     register("build-tokenizer", save_whisper_tokenizer, "Save OpenAI's multilingual Whisper tokenizer (offline).")
     register("merge-lora-whisper", merge_lora_whisper, "Merge a LoRA adapter into its base Whisper.", aliases=("mlw",))
     register("export-ct2", export_ct2, "Write a Whisper model in CTranslate2 format (faster-whisper).")
+    register("export-ggml", export_ggml, "Write a Whisper as a whisper.cpp (ggml) model.")
     register("export-onnx", export_onnx, "Write a Whisper as ONNX encoder + decoder with key/value cache.")
     register("import-ct2", import_ct2, "Convert a CTranslate2 (faster-whisper) Whisper dir to transformers.")
     register("pseudo-label", pseudo_label, "Relabel a cut manifest with a model's transcripts (self-distillation).")

@@ -102,6 +102,15 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory) -> Path:
+    """The real multilingual whisper-base (from its PyPI packages), imported to transformers; its
+    CTranslate2 original sits beside it as whisper-base-ct2."""
+    out = tmp_path_factory.mktemp("pretrained") / "whisper-base"
+    run_script(str(RECIPE_DIR / "local/get_whisper_base.py"), "--output_dir", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
 def prepared_demo(demo_corpus, tmp_path_factory) -> Path:
     """A recipe dir whose data/fbank_whisper80 holds demo_vi cuts with features (12 train cuts)."""
     work = tmp_path_factory.mktemp("prepared")

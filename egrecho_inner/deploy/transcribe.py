@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import torch
 from lhotse import Recording
 
-from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_features, whisper_windows
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
@@ -21,7 +21,7 @@ from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 
 log = logging.getLogger(__name__)
-ENGINES = ("hf", "ct2", "onnx")
+ENGINES = ("hf", "ct2", "onnx", "cpp")
 
 
 def iter_audio(inputs: list[str]) -> Iterator[tuple[str, Recording]]:
@@ -55,10 +55,10 @@ def transcribe(
     decoded un-padded by every engine: the encoder runs on the audio's own length, not 30 s.
 
     Args:
-        model_path: a transformers Whisper dir (engine hf), a CTranslate2 dir (engine ct2, see export-ct2)
-            or an ONNX dir (engine onnx, see export-onnx).
+        model_path: a transformers Whisper dir (engine hf), a CTranslate2 dir (engine ct2, see export-ct2),
+            an ONNX dir (engine onnx, see export-onnx) or a whisper.cpp dir (engine cpp, see export-ggml).
         audio: audio files and/or Kaldi wav.scp files.
-        engine: hf (transformers), ct2 (faster-whisper) or onnx (onnxruntime; greedy only).
+        engine: hf (transformers), ct2 (faster-whisper), onnx (onnxruntime; greedy only) or cpp (whisper.cpp).
         language: language code; None: detected per utterance.
         task: transcribe or translate.
         num_beams: beam size (1: greedy).
@@ -76,7 +76,7 @@ def transcribe(
     generation_file = Path(model_path) / "generation_config.json"
     generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
     unpadded = resolve_unpadded(generation, remove_whisper_encoder_input_length_restriction, model_path)
-    decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder}[engine]
+    decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder, "cpp": _cpp_decoder}[engine]
     results = []
     recordings = iter_audio(audio)
     for utt_id, text in decode(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
@@ -155,3 +155,35 @@ def _ct2_windows(model_path, recordings, language, task, num_beams, device, comp
             result = model.generate(features, [prompt_ids(generation, lang, task)], beam_size=num_beams)[0]
             texts.append(tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True).strip())
         yield utt_id, " ".join(t for t in texts if t)
+
+
+def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded):
+    """whisper.cpp (pywhispercpp, CPU) on an export-ggml dir. Like the other engines: no timestamps and no
+    temperature fallback up to 30 s; longer audio goes through whisper.cpp's own timestamped seeking."""
+    from pywhispercpp.model import Model
+    from pywhispercpp.utils import redirect_stderr
+
+    from egrecho_inner.deploy.export_ggml import EXPORT_INFO, GGML_FILE
+
+    path = Path(model_path)
+    if not (path / GGML_FILE).is_file():
+        raise MissingInputError(f"{model_path} is not a whisper.cpp model dir (no {GGML_FILE}); see egrecho export-ggml")
+    info = json.loads((path / EXPORT_INFO).read_text()) if (path / EXPORT_INFO).is_file() else {}
+    if info.get("dtype") == "f32":  # whisper.cpp 1.8's CPU convolution takes f16 kernels only, and aborts otherwise
+        raise InputError(f"{model_path} is an f32 export, which this whisper.cpp aborts on (ggml im2col needs f16 "
+                         "convolution weights): export with --dtype f16")
+    if language in info.get("dropped_languages", []):
+        raise InputError(f"--language {language}: this export dropped it (re-export with --language_slot CODE)")
+    if unpadded:
+        log.warning("this model was trained un-padded; whisper.cpp decodes it padded to 30 s")
+    language = info.get("language_slots", {}).get(language, language)  # an added language sits in a slot
+    model = Model(str(path / GGML_FILE), redirect_whispercpp_logs_to=None, print_progress=False,
+                  print_realtime=False, n_threads=torch.get_num_threads(), translate=task == "translate",
+                  params_sampling_strategy=int(num_beams > 1), beam_search={"beam_size": num_beams, "patience": -1.0},
+                  temperature_inc=0.0)
+    for utt_id, recording in recordings:
+        audio = recording.load_audio()[0].astype("float32")
+        with redirect_stderr(to=None):  # whisper.cpp's own log lines (detected language, ...)
+            segments = model.transcribe(audio, language=language or "",
+                                        no_timestamps=recording.duration <= MAX_INPUT_SECONDS)
+        yield utt_id, " ".join(s.text.strip() for s in segments).strip()

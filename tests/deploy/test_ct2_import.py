@@ -3,7 +3,6 @@ CTranslate2 on the same features."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import ctranslate2
 import numpy as np
@@ -16,18 +15,11 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.tokenizer import WHISPER_SPLIT_PATTERN, openai_tiktoken_file, repair_ct2_tokenizer
-from tests.conftest import RECIPE_DIR, espeak, run_script
+from tests.conftest import espeak
 
 pytestmark = pytest.mark.slow
 TEXTS = ["the cat and the hat", "The quick brown fox jumps over the lazy dog.",
          "Người bán hàng viết thư ở chợ ngày mai.", "医生每天在北京吃饭。我们在学校学习中文！"]
-
-
-@pytest.fixture(scope="module")
-def whisper_base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrained") / "whisper-base"
-    run_script(str(RECIPE_DIR / "local/get_whisper_base.py"), "--output_dir", str(out))
-    return out
 
 
 def test_repaired_tokenizer_matches_tiktoken_and_vocabulary(whisper_base):

@@ -1,0 +1,86 @@
+"""egrecho export-ggml checked by whisper.cpp itself (pywhispercpp): whisper-base and a new-language model
+exported by us load and transcribe generated speech as the transformers model does; a tiny model of any
+shape loads; the cpp engine refuses what this whisper.cpp can't run."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import pytest
+from pywhispercpp.model import Model
+
+from egrecho_inner.deploy.export_ggml import export_ggml, ggml_name
+from egrecho_inner.deploy.transcribe import transcribe
+from egrecho_inner.model import load_whisper, save_processor, save_tiny_whisper
+from egrecho_inner.new_language import add_language
+from egrecho_inner.scoring import normalize_text
+from tests.conftest import espeak
+
+pytestmark = pytest.mark.slow
+ENGLISH = ["The quick brown fox jumps over the lazy dog.", "I like to read books in the evening.",
+           "Please call Stella. Ask her to bring these things with her from the store."]
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    return jiwer.wer([normalize_text(t, "en") for t in references], [normalize_text(t, "en") for t in hypotheses])
+
+
+def test_whisper_base_transcribes_like_transformers(whisper_base, tmp_path):
+    ggml_file = export_ggml(str(whisper_base), str(tmp_path / "ggml"))
+    # the layout of OpenAI's own ggml-base.bin from whisper.cpp's converter: same hyper-parameters, filters,
+    # vocabulary and tensors give the same size to the byte
+    assert (tmp_path / "ggml/ggml-model.bin").stat().st_size == 147_951_465 and ggml_file.endswith("ggml-model.bin")
+    wavs = [str(espeak(tmp_path / f"{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
+    hf = [text for _, text in transcribe(str(whisper_base), wavs, language="en")]
+    cpp = [text for _, text in transcribe(str(tmp_path / "ggml"), wavs, engine="cpp", language="en")]
+    # whisper.cpp computes its own log-mel features and runs f16 weights: on a word the model hesitates over
+    # the two can differ (either way), so the check is the error rate against the spoken text
+    print(f"WER vs the spoken text: transformers {wer(ENGLISH, hf):.3f}, whisper.cpp {wer(ENGLISH, cpp):.3f}")
+    assert wer(ENGLISH, cpp) <= wer(ENGLISH, hf) + 0.1 and wer(ENGLISH, cpp) < 0.25
+    assert any(a == b for a, b in zip(hf, cpp))
+    [(_, detected)] = transcribe(str(tmp_path / "ggml"), [wavs[2]], engine="cpp")  # language detected
+    assert normalize_text(detected, "en") == normalize_text(cpp[2], "en")
+
+
+def test_added_language_goes_into_a_slot(whisper_base, tmp_path):
+    """An added <|eo|> (initialised as the mean language row, unlike any Whisper language) exported into es's
+    slot: whisper.cpp prompted with it decodes as transformers prompted with <|eo|>, not as with <|es|>."""
+    model, processor = load_whisper(str(whisper_base))
+    add_language(model, processor.tokenizer, "eo")
+    model.save_pretrained(tmp_path / "base-eo")
+    save_processor(processor, tmp_path / "base-eo")
+    export_ggml(str(tmp_path / "base-eo"), str(tmp_path / "slot"), language_slot="es")
+    assert json.loads((tmp_path / "slot/ggml_export.json").read_text())["language_slots"] == {"eo": "es"}
+    wav = str(espeak(tmp_path / "eo.wav", "La hundo kuras en la parko kun la infanoj.", voice="eo"))
+    [(_, hf_eo)] = transcribe(str(tmp_path / "base-eo"), [wav], language="eo")
+    [(_, cpp_eo)] = transcribe(str(tmp_path / "slot"), [wav], engine="cpp", language="eo")
+    [(_, hf_es)] = transcribe(str(tmp_path / "base-eo"), [wav], language="es")
+    assert hf_eo != hf_es  # the prompts differ, so the comparison below can tell them apart
+    assert jiwer.wer(hf_eo.lower(), cpp_eo.lower()) < jiwer.wer(hf_es.lower(), cpp_eo.lower())
+    export_ggml(str(tmp_path / "base-eo"), str(tmp_path / "drop"))  # no slot: the row is dropped, eo refused
+    with pytest.raises(ValueError, match="this export dropped it"):
+        transcribe(str(tmp_path / "drop"), [wav], engine="cpp", language="eo")
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_tiny_turbo_shape_loads(tmp_path, dtype):
+    """Any shape (128 mel bins, 100 languages, 2 encoder and 4 decoder layers) loads in whisper.cpp, which
+    checks every tensor's name, type and shape; an f32 export is refused by the cpp engine in one line
+    (this whisper.cpp aborts the process on f32 convolution weights)."""
+    save_tiny_whisper(str(tmp_path / "tiny"), num_mel_bins=128, layers=2, decoder_layers=4)
+    export_ggml(str(tmp_path / "tiny"), str(tmp_path / "ggml"), dtype=dtype)
+    model = Model(str(tmp_path / "ggml/ggml-model.bin"), redirect_whispercpp_logs_to=None)
+    assert model._ctx is not None
+    wav = str(espeak(tmp_path / "a.wav", "xin chào"))
+    if dtype == "f32":
+        with pytest.raises(ValueError, match="export with --dtype f16"):
+            transcribe(str(tmp_path / "ggml"), [wav], engine="cpp", language="vi")
+
+
+def test_tensor_names():
+    assert ggml_name("model.encoder.layers.3.self_attn.k_proj.weight") == "encoder.blocks.3.attn.key.weight"
+    assert ggml_name("model.decoder.layers.0.encoder_attn_layer_norm.bias") == "decoder.blocks.0.cross_attn_ln.bias"
+    assert ggml_name("model.decoder.layers.1.fc2.weight") == "decoder.blocks.1.mlp.2.weight"
+    assert ggml_name("model.decoder.embed_tokens.weight") == "decoder.token_embedding.weight"
+    assert ggml_name("model.encoder.layer_norm.weight") == "encoder.ln_post.weight"
