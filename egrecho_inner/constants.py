@@ -7,6 +7,7 @@ N_FRAMES = N_SAMPLES_30S // HOP_LENGTH  # 3000 mel frames
 MAX_INPUT_SECONDS = 30.0
 MAX_LABEL_TOKENS = 448  # decoder max_target_positions, including <|startoftranscript|>
 IGNORE_INDEX = -100  # label id ignored by the cross-entropy loss
+TIMESTAMP_STEP = 0.02  # seconds between consecutive timestamp tokens <|0.00|>, <|0.02|>, ...
 MEL_BINS = (80, 128)  # 80 for v1/v2 models, 128 for large-v3
 
 # Log-mel floor: features are log10(power) clamped at 1e-10, i.e. -10, normalised by (x + 4) / 4.

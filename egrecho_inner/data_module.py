@@ -60,6 +60,9 @@ class DataArgs:
     language: Optional[str] = None
     """language of cuts whose supervision names none"""
     task: str = "transcribe"
+    timestamp_probability: float = 0.0
+    """share of cuts labelled with their segments' times (<|0.00|> text <|2.40|>) instead of <|notimestamps|>,
+    so the fine-tune keeps predicting timestamps (long-form decoding, subtitles); 0: none, as the original"""
     replay: list[str] = field(default_factory=list)
     """cut manifests of other data (e.g. another language) mixed into training so the model keeps it,
     each cut with its own transcript and language"""

@@ -4,12 +4,17 @@ The full target sequence of a cut is::
 
     <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text <|endoftext|>
 
-with the cut's own language. The model prepends ``<|startoftranscript|>`` itself (its decoder
+with the cut's own language; with ``timestamp_probability`` > 0 that share of cuts gets each supervision
+between its start and end times instead (quantised to 0.02 s, relative to the cut's start)::
+
+    <|startoftranscript|> <|lang|> <|transcribe|> <|0.00|> text <|2.40|> <|2.80|> more text <|5.12|> <|endoftext|>
+ The model prepends ``<|startoftranscript|>`` itself (its decoder
 start token), so ``labels`` hold the sequence without it, padded with -100.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -19,7 +24,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut, MixedCut
 from transformers import PreTrainedTokenizerBase
 
-from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS
+from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS, TIMESTAMP_STEP
 from egrecho_inner.errors import InputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 
@@ -33,6 +38,8 @@ class WhisperLabeler:
     tokenizer: PreTrainedTokenizerBase
     task: str = "transcribe"
     default_language: Optional[str] = None  # for cuts whose supervision names none
+    timestamp_probability: float = 0.0  # share of cuts labelled with timestamps (the same cuts every epoch)
+    seed: int = 0
 
     def language_of(self, cut: Cut) -> str:
         language = cut.supervisions[0].language if cut.supervisions else None
@@ -42,16 +49,40 @@ class WhisperLabeler:
         return language
 
     def __call__(self, cut: Cut) -> list[int]:
+        return self.label_ids(cut, self.with_timestamps(cut))
+
+    def with_timestamps(self, cut: Cut) -> bool:
+        """Whether ``cut`` is labelled with timestamps: a hash of its id, so the choice is the same in every
+        dataloader worker and epoch, and the share is ``timestamp_probability``."""
+        if self.timestamp_probability <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{cut.id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.timestamp_probability
+
+    def label_ids(self, cut: Cut, timestamps: bool) -> list[int]:
+        """The target ids of ``cut``, with or without timestamps."""
         if not cut.supervisions:
             raise InputError(f"cut {cut.id} has no supervision (no transcript)")
+        timestamps = timestamps and any(s.text for s in cut.supervisions)  # non-speech: the empty transcript
         language = self.language_of(cut)
-        prefix = ["<|startoftranscript|>", f"<|{language}|>", f"<|{self.task}|>", "<|notimestamps|>"]
-        ids = self.tokenizer.convert_tokens_to_ids(prefix)
+        prefix = ["<|startoftranscript|>", f"<|{language}|>", f"<|{self.task}|>"]
+        ids = self.tokenizer.convert_tokens_to_ids(prefix + ([] if timestamps else ["<|notimestamps|>"]))
         if self.tokenizer.unk_token_id in ids:  # a token the vocabulary lacks maps to <unk>
             raise InputError(f"cut {cut.id}: the tokenizer has no token for {prefix[1]} or {prefix[2]} "
                              f"(train a language Whisper lacks with new_language: {language})")
-        text = " ".join(s.text for s in cut.supervisions if s.text)
-        return ids + self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+        if not timestamps:
+            text = " ".join(s.text for s in cut.supervisions if s.text)
+            return ids + self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+        for i, sup in enumerate(s for s in sorted(cut.supervisions, key=lambda s: s.start) if s.text):
+            text = sup.text if i == 0 else " " + sup.text
+            ids += [self.timestamp_id(sup.start), *self.tokenizer.encode(text, add_special_tokens=False),
+                    self.timestamp_id(min(sup.end, cut.duration))]
+        return ids + [self.tokenizer.eos_token_id]
+
+    def timestamp_id(self, seconds: float) -> int:
+        """The id of ``<|t|>``, ``t`` rounded to Whisper's 0.02 s and kept within the 30 s window."""
+        step = round(min(max(seconds, 0.0), MAX_INPUT_SECONDS) / TIMESTAMP_STEP)
+        return self.tokenizer.convert_tokens_to_ids("<|0.00|>") + step
 
 
 @dataclass
@@ -65,7 +96,9 @@ class TrainingCutFilter:
     def __call__(self, cut: Cut) -> bool:
         if cut.duration > MAX_INPUT_SECONDS:
             return self._drop(cut, "over 30 s", f"{cut.duration:.2f} s")
-        num_labels = len(self.labeler(cut)) - 1  # the model is fed all but <|startoftranscript|>
+        # the model is fed all but <|startoftranscript|>; the labels are the ones training will use (a cut
+        # labelled with timestamps always is: the choice hashes its id)
+        num_labels = len(self.labeler(cut)) - 1
         if num_labels > MAX_LABEL_TOKENS:
             return self._drop(cut, "over 448 tokens", f"{num_labels} tokens")
         return True

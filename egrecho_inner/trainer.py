@@ -220,7 +220,10 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     check_mel_bins(load_cuts(args, "train"), str(cuts_path(args, "train")), model.config.num_mel_bins,
                    args.base_model, args.num_mel_bins)
     args.num_mel_bins = model.config.num_mel_bins
-    labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language)
+    if not 0.0 <= args.timestamp_probability <= 1.0:
+        raise InputError(f"timestamp_probability must be within [0, 1], got {args.timestamp_probability}")
+    labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language,
+                             timestamp_probability=args.timestamp_probability, seed=args.seed)
     world, rank = state.num_processes, state.process_index
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
     valid = eval_loader(args, labeler, "val", world_size=world, rank=rank)

@@ -140,3 +140,28 @@ def test_replay_and_nonspeech_mix(tmp_path, whisper_tokenizer):
                                nospeech_cuts=nonspeech, nospeech_prob=0.1))
     with pytest.raises(FileNotFoundError, match="replay cut manifest"):
         training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[str(tmp_path / "none.jsonl.gz")]))
+
+
+def test_timestamp_labels_of_a_two_segment_window(whisper_tokenizer, tiktoken_encoding):
+    """Each segment between its start and end timestamp tokens (OpenAI's ids: <|0.00|> is 50364, one per
+    0.02 s), times relative to the cut, rounded to 0.02 s; the share of such cuts follows the probability."""
+    cut = dummy_cut(0, duration=6.0)
+    cut.supervisions = [
+        SupervisionSegment("s2", cut.recording_id, 3.111, 2.5, text="thứ hai", language="vi"),
+        SupervisionSegment("s1", cut.recording_id, 0.4, 2.0, text="thứ nhất", language="vi"),
+    ]
+    ts = lambda seconds: 50364 + round(seconds / 0.02)  # noqa: E731
+    expected = [SOT, LANG_ID["vi"], TRANSCRIBE, ts(0.40), *tiktoken_encoding.encode("thứ nhất"), ts(2.40),
+                ts(3.12), *tiktoken_encoding.encode(" thứ hai"), ts(5.62), EOT]
+    assert WhisperLabeler(whisper_tokenizer).label_ids(cut, timestamps=True) == expected
+    assert ts(3.12) == whisper_tokenizer.convert_tokens_to_ids("<|3.12|>")
+    assert WhisperLabeler(whisper_tokenizer, timestamp_probability=1.0)(cut) == expected
+    assert WhisperLabeler(whisper_tokenizer)(cut)[3] == NO_TIMESTAMPS
+    labeler = WhisperLabeler(whisper_tokenizer, timestamp_probability=0.3)
+    cuts = [text_cut(f"c{i}", "a", "en") for i in range(1000)]
+    share = sum(labeler.with_timestamps(c) for c in cuts) / len(cuts)
+    assert 0.25 < share < 0.35 and [labeler.with_timestamps(c) for c in cuts] == [labeler.with_timestamps(c) for c in cuts]
+    # the filter counts the labels training will use: this cut fits without timestamps, not with them
+    near = text_cut("near", " a" * 444, "en")  # 448 labels without timestamps, 449 with
+    kept = CutSet.from_cuts([near]).filter(TrainingCutFilter(WhisperLabeler(whisper_tokenizer, timestamp_probability=1.0)))
+    assert len(kept.to_eager()) == 0 and len(WhisperLabeler(whisper_tokenizer).label_ids(near, False)) - 1 == 448

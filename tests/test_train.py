@@ -256,12 +256,16 @@ def test_training_with_replay_and_nonspeech(prepared_demo, tiny_model, tmp_path,
                "--parts", "train", "--keep_empty_text", "true", "--stop_stage", "3", cwd=prepared_demo)
     nonspeech = load_manifest("data/fbank_whisper80/ns_train_test_cuts_train.jsonl.gz")
     assert len(nonspeech) == 6 and all(c.supervisions[0].text == "" for c in nonspeech)
-    train(lora, prepared_demo, tiny_model, tmp_path / "mix", max_steps=8, max_cuts=2, record_cut_ids=True,
+    trainer = train(lora, prepared_demo, tiny_model, tmp_path / "mix", max_steps=8, max_cuts=2, record_cut_ids=True,
           replay=["data/fbank_whisper80/demo_vi_cuts_val.jsonl.gz"], replay_prob=0.3,
-          nospeech_cuts="data/fbank_whisper80/ns_train_test_cuts_train.jsonl.gz", nospeech_prob=0.3)
+          nospeech_cuts="data/fbank_whisper80/ns_train_test_cuts_train.jsonl.gz", nospeech_prob=0.3,
+          timestamp_probability=0.5)
     trained = {cut.rsplit("_repeat", 1)[0] for _, cut in read_ids(tmp_path / "mix")[0]}  # extras repeat: id_repeatN
     assert trained & {c.id for c in nonspeech}, "no non-speech cut was trained on"
     assert (tmp_path / "mix/checkpoint-final/adapter_config.json").is_file()
+    # timestamp_probability: about half the batches' cuts were labelled with timestamps, the rest without
+    labels = torch.cat([b["labels"][:, 2] for b in trainer.get_train_dataloader()])  # after <|lang|><|task|>
+    assert 0 < int((labels == 50363).sum()) < len(labels)  # <|notimestamps|>, or else a timestamp token
 
 
 def test_lion_optimizer(prepared_demo, tiny_model, tmp_path, monkeypatch):
