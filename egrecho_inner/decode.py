@@ -151,3 +151,20 @@ def transcribe_features(model, processor, feats: torch.Tensor, language: Optiona
         return long_form_text(model, processor, padded.to(device, dtype), mask.to(device), language, kwargs)
     padded = pad_to_whisper_input(feats)[None]
     return transcribe_batch(model, processor, padded.to(device, dtype), [language], kwargs)[0][0]
+
+
+def timed_segments(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict, device,
+                   dtype: torch.dtype = torch.float32) -> list[tuple[float, float, str]]:
+    """(start, end, text) segments of one utterance's ``(T, n_mels)`` features of any length: ``generate``
+    with timestamps, sequential long-form decoding over 30 s (each window seeks to its last timestamp)."""
+    if feats.shape[0] > N_FRAMES:
+        padded, mask = long_form_input(feats)
+    else:
+        padded = pad_to_whisper_input(feats)[None]
+        mask = torch.ones(1, N_FRAMES, dtype=torch.long)
+    with torch.inference_mode():
+        out = model.generate(padded.to(device, dtype), attention_mask=mask.to(device),
+                             language=generate_language(language),
+                             **{**kwargs, "return_timestamps": True, "return_segments": True})
+    return [(float(s["start"]), float(s["end"]), processor.decode(s["tokens"], skip_special_tokens=True).strip())
+            for s in out["segments"][0]]

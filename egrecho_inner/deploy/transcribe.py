@@ -11,7 +11,8 @@ import torch
 from lhotse import Recording
 
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
-from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_features, whisper_windows
+from egrecho_inner.decode import GenArgs, generate_kwargs, timed_segments, transcribe_features, whisper_windows
+from egrecho_inner.deploy.subtitles import OUTPUT_FORMATS, render
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
@@ -19,6 +20,7 @@ from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
+from egrecho_inner.utils import atomic_path, writable_dir
 
 log = logging.getLogger(__name__)
 ENGINES = ("hf", "ct2", "onnx", "cpp")
@@ -48,6 +50,8 @@ def transcribe(
     compute_type: str = "default",
     remove_whisper_encoder_input_length_restriction: Optional[bool] = None,
     local_files_only: bool = True,
+    output_format: str = "txt",
+    output_dir: Optional[str] = None,
 ) -> list[tuple[str, str]]:
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
 
@@ -67,9 +71,20 @@ def transcribe(
         remove_whisper_encoder_input_length_restriction: null: as the model was trained; true/false: force
             un-padded or padded decoding.
         local_files_only: a hub id is looked up in the Hugging Face cache only (false: downloaded if missing).
+        output_format: txt (``utt-id<TAB>text`` lines), or timed: srt, vtt or json (one line per utterance:
+            id, text and segments with start, end and text); engines hf, ct2 and cpp give timestamps.
+        output_dir: timed formats: one ``<utt-id>.<format>`` file each there; None: printed.
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if output_format not in OUTPUT_FORMATS:
+        raise InputError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    timed = output_format != "txt"
+    if timed and engine == "onnx":
+        raise InputError("the onnx engine decodes without timestamps: use engine hf, ct2 or cpp for "
+                         f"--output_format {output_format}")
+    if timed and output_dir:
+        writable_dir(output_dir)
     model_path = resolve_model(model_path, local_files_only, check=engine == "hf")
     language = resolve_language(language, "--language", model_languages(model_path)) if language else None
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -79,13 +94,25 @@ def transcribe(
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder, "cpp": _cpp_decoder}[engine]
     results = []
     recordings = iter_audio(audio)
-    for utt_id, text in decode(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
-        print(f"{utt_id}\t{text}", flush=True)
+    for utt_id, text, segments in decode(model_path, recordings, language, task, num_beams, device, compute_type,
+                                         unpadded, timed):
         results.append((utt_id, text))
+        if not timed:
+            print(f"{utt_id}\t{text}", flush=True)
+        elif output_dir:
+            with atomic_path(Path(output_dir) / f"{utt_id}.{output_format}") as tmp:
+                tmp.write_text(render(output_format, utt_id, segments), encoding="utf-8")
+            print(f"{utt_id}\t{Path(output_dir) / f'{utt_id}.{output_format}'}", flush=True)
+        else:
+            print(render(output_format, utt_id, segments), end="", flush=True)
     return results
 
 
-def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded):
+def _joined(segments) -> str:
+    return " ".join(text.strip() for _, _, text in segments if text.strip())
+
+
+def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
     from egrecho_inner.model import load_whisper
 
     model, processor = load_whisper(model_path, local_files_only=True)
@@ -94,29 +121,39 @@ def _hf_decoder(model_path, recordings, language, task, num_beams, device, _comp
         enable_unpadded_inputs(model)
     extractor = make_fbank_extractor(model.config.num_mel_bins)
     kwargs = generate_kwargs(GenArgs(task=task, num_beams=num_beams), processor, device)
+    if timed and unpadded:
+        log.warning("timestamps are decoded padded to 30 s windows (un-padded decoding has none yet)")
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
-        yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device)
+        if timed:
+            segments = timed_segments(model, processor, feats, language, kwargs, device)
+            yield utt_id, _joined(segments), segments
+        else:
+            yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device), []
 
 
-def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
+def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed):
     from faster_whisper import WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
         raise MissingInputError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
     # faster-whisper pads every window to 30 s and knows Whisper's languages only: CTranslate2 directly otherwise
     if unpadded or (language is not None and language not in WHISPER_LANGUAGE_CODES):
+        if timed:
+            raise InputError("timestamps with engine ct2 come from faster-whisper, which pads to 30 s and knows "
+                             "Whisper's languages only: use engine hf for this model")
         yield from _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded)
         return
     model = WhisperModel(model_path, device=device, compute_type=compute_type)
     for utt_id, recording in recordings:
-        segments, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
-                                       without_timestamps=True, vad_filter=False, condition_on_previous_text=False,
-                                       temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
-        yield utt_id, " ".join(s.text.strip() for s in segments).strip()
+        found, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
+                                    without_timestamps=not timed, vad_filter=False, condition_on_previous_text=False,
+                                    temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
+        segments = [(s.start, s.end, s.text.strip()) for s in found]
+        yield utt_id, _joined(segments), segments if timed else []
 
 
-def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded):
+def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, _timed):
     from transformers import AutoTokenizer
 
     from egrecho_inner.deploy.onnx_decode import OnnxWhisper
@@ -134,7 +171,7 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
             hidden = model.encode(window)
             lang = language or model.detect_language(hidden)[0]
             texts.append(tokenizer.decode(model.greedy(hidden, model.prompt(lang, task))[0], skip_special_tokens=True))
-        yield utt_id, " ".join(t.strip() for t in texts if t.strip())
+        yield utt_id, " ".join(t.strip() for t in texts if t.strip()), []
 
 
 def _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
@@ -154,12 +191,12 @@ def _ct2_windows(model_path, recordings, language, task, num_beams, device, comp
             lang = language or model.detect_language(features)[0][0][0][2:-2]
             result = model.generate(features, [prompt_ids(generation, lang, task)], beam_size=num_beams)[0]
             texts.append(tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True).strip())
-        yield utt_id, " ".join(t for t in texts if t)
+        yield utt_id, " ".join(t for t in texts if t), []
 
 
-def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded):
-    """whisper.cpp (pywhispercpp, CPU) on an export-ggml dir. Like the other engines: no timestamps and no
-    temperature fallback up to 30 s; longer audio goes through whisper.cpp's own timestamped seeking."""
+def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded, timed):
+    """whisper.cpp (pywhispercpp, CPU) on an export-ggml dir. Like the other engines: no timestamps (unless
+    asked for) and no temperature fallback up to 30 s; longer audio goes through whisper.cpp's own seeking."""
     from pywhispercpp.model import Model
     from pywhispercpp.utils import redirect_stderr
 
@@ -184,6 +221,7 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
     for utt_id, recording in recordings:
         audio = recording.load_audio()[0].astype("float32")
         with redirect_stderr(to=None):  # whisper.cpp's own log lines (detected language, ...)
-            segments = model.transcribe(audio, language=language or "",
-                                        no_timestamps=recording.duration <= MAX_INPUT_SECONDS)
-        yield utt_id, " ".join(s.text.strip() for s in segments).strip()
+            found = model.transcribe(audio, language=language or "",
+                                     no_timestamps=not timed and recording.duration <= MAX_INPUT_SECONDS)
+        segments = [(s.t0 / 100, s.t1 / 100, s.text.strip()) for s in found]  # whisper.cpp counts 10 ms steps
+        yield utt_id, _joined(segments), segments if timed else []

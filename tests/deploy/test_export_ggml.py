@@ -1,12 +1,16 @@
 """egrecho export-ggml checked by whisper.cpp itself (pywhispercpp): whisper-base and a new-language model
 exported by us load and transcribe generated speech as the transformers model does; a tiny model of any
-shape loads; the cpp engine refuses what this whisper.cpp can't run."""
+shape loads; the cpp engine refuses what this whisper.cpp can't run. And subtitles (egrecho transcribe
+--output_format) from the hf, ct2 and cpp engines on one generated recording."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jiwer
+import numpy as np
+import soundfile as sf
 import pytest
 from pywhispercpp.model import Model
 
@@ -26,20 +30,26 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return jiwer.wer([normalize_text(t, "en") for t in references], [normalize_text(t, "en") for t in hypotheses])
 
 
-def test_whisper_base_transcribes_like_transformers(whisper_base, tmp_path):
-    ggml_file = export_ggml(str(whisper_base), str(tmp_path / "ggml"))
+@pytest.fixture(scope="module")
+def ggml_base(whisper_base, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ggml") / "whisper-base"
+    ggml_file = export_ggml(str(whisper_base), str(out))
     # the layout of OpenAI's own ggml-base.bin from whisper.cpp's converter: same hyper-parameters, filters,
     # vocabulary and tensors give the same size to the byte
-    assert (tmp_path / "ggml/ggml-model.bin").stat().st_size == 147_951_465 and ggml_file.endswith("ggml-model.bin")
+    assert Path(ggml_file).stat().st_size == 147_951_465 and ggml_file == str(out / "ggml-model.bin")
+    return out
+
+
+def test_whisper_base_transcribes_like_transformers(whisper_base, ggml_base, tmp_path):
     wavs = [str(espeak(tmp_path / f"{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
     hf = [text for _, text in transcribe(str(whisper_base), wavs, language="en")]
-    cpp = [text for _, text in transcribe(str(tmp_path / "ggml"), wavs, engine="cpp", language="en")]
+    cpp = [text for _, text in transcribe(str(ggml_base), wavs, engine="cpp", language="en")]
     # whisper.cpp computes its own log-mel features and runs f16 weights: on a word the model hesitates over
     # the two can differ (either way), so the check is the error rate against the spoken text
     print(f"WER vs the spoken text: transformers {wer(ENGLISH, hf):.3f}, whisper.cpp {wer(ENGLISH, cpp):.3f}")
     assert wer(ENGLISH, cpp) <= wer(ENGLISH, hf) + 0.1 and wer(ENGLISH, cpp) < 0.25
     assert any(a == b for a, b in zip(hf, cpp))
-    [(_, detected)] = transcribe(str(tmp_path / "ggml"), [wavs[2]], engine="cpp")  # language detected
+    [(_, detected)] = transcribe(str(ggml_base), [wavs[2]], engine="cpp")  # language detected
     assert normalize_text(detected, "en") == normalize_text(cpp[2], "en")
 
 
@@ -84,3 +94,32 @@ def test_tensor_names():
     assert ggml_name("model.decoder.layers.1.fc2.weight") == "decoder.blocks.1.mlp.2.weight"
     assert ggml_name("model.decoder.embed_tokens.weight") == "decoder.token_embedding.weight"
     assert ggml_name("model.encoder.layer_norm.weight") == "encoder.ln_post.weight"
+
+
+def test_subtitles_agree_across_engines(whisper_base, ggml_base, tmp_path, capsys):
+    """A generated recording of three sentences with pauses: hf, ct2 (faster-whisper) and cpp (whisper.cpp)
+    each give one segment per sentence, starting within 0.3 s of where the sentence was joined in."""
+    from egrecho_inner.deploy.export_ct2 import export_ct2
+
+    export_ct2(str(whisper_base), str(tmp_path / "ct2"), quantization="float32")
+    clips = [sf.read(espeak(tmp_path / f"s{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
+    rate = clips[0][1]
+    pause = np.zeros(int(0.6 * rate))
+    starts, pieces, t = [], [], 0.0
+    for audio, _ in clips:
+        starts.append(t)
+        pieces += [audio, pause]
+        t += (len(audio) + len(pause)) / rate
+    sf.write(tmp_path / "three.wav", np.concatenate(pieces), rate)
+    wav = [str(tmp_path / "three.wav")]
+    found = {}
+    for engine, model_dir in [("hf", whisper_base), ("ct2", tmp_path / "ct2"), ("cpp", ggml_base)]:
+        capsys.readouterr()
+        transcribe(str(model_dir), wav, engine=engine, language="en", output_format="json")
+        segments = json.loads(capsys.readouterr().out)["segments"]
+        found[engine] = segments
+        assert len(segments) == 3, (engine, segments)
+        assert all(abs(s["start"] - join) <= 0.3 for s, join in zip(segments, starts)), (engine, segments, starts)
+    assert [s["text"] for s in found["hf"]] == [s["text"] for s in found["ct2"]]  # float32 CTranslate2: same text
+    transcribe(str(ggml_base), wav, engine="cpp", language="en", output_format="srt", output_dir=str(tmp_path / "subs"))
+    assert (tmp_path / "subs/three.srt").read_text().startswith("1\n00:00:00,")
