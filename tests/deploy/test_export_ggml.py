@@ -112,14 +112,12 @@ def test_subtitles_agree_across_engines(whisper_base, ggml_base, tmp_path, capsy
         t += (len(audio) + len(pause)) / rate
     sf.write(tmp_path / "three.wav", np.concatenate(pieces), rate)
     wav = [str(tmp_path / "three.wav")]
-    found = {}
     for engine, model_dir in [("hf", whisper_base), ("ct2", tmp_path / "ct2"), ("cpp", ggml_base)]:
         capsys.readouterr()
         transcribe(str(model_dir), wav, engine=engine, language="en", output_format="json")
         segments = json.loads(capsys.readouterr().out)["segments"]
-        found[engine] = segments
         assert len(segments) == 3, (engine, segments)
         assert all(abs(s["start"] - join) <= 0.3 for s, join in zip(segments, starts)), (engine, segments, starts)
-    assert [s["text"] for s in found["hf"]] == [s["text"] for s in found["ct2"]]  # float32 CTranslate2: same text
+        assert wer(ENGLISH, [s["text"] for s in segments]) < 0.25, (engine, segments)
     transcribe(str(ggml_base), wav, engine="cpp", language="en", output_format="srt", output_dir=str(tmp_path / "subs"))
     assert (tmp_path / "subs/three.srt").read_text().startswith("1\n00:00:00,")
