@@ -5,6 +5,8 @@
 #   bash finetune.sh --model_name whisper-small --is_lora true [--num_gpus 2] [--deepspeed z2]
 #   bash finetune.sh --stage 1 --stop_stage 1 --model_name whisper-small --is_lora false
 #   bash finetune.sh --model_name whisper-small -- --learning_rate 5e-4 --max_steps 2000   # extra training options
+#   bash finetune.sh --num_gpus 8 --num_machines 2 --machine_rank 0 --main_process_ip 10.0.0.1  # on each machine,
+#                                                                       # with its own --machine_rank
 #
 # --model_name is looked up as <pretrained_dir>/<model_name>, or used as a path. Output goes to
 # exp/<model_name>/<lora|full>/. LoRA runs end stage 0 by merging the adapter into the base model.
@@ -15,14 +17,19 @@ stop_stage=1
 model_name=whisper-small
 pretrained_dir=pretrained       # where hf_download.sh puts models
 is_lora=true
-num_gpus=1                      # processes; on a machine without GPUs they run on the CPU (gloo)
+num_gpus=1                      # processes per machine; on a machine without GPUs they run on the CPU (gloo)
+num_machines=1                  # several: run finetune.sh on each machine with the same options but --machine_rank
+machine_rank=0                  # 0 is the main machine: it alone merges and evaluates
+main_process_ip=                # machine 0's address, reachable from every machine (needed with num_machines > 1)
+main_process_port=29500         # a free TCP port on machine 0 for the rendezvous
 deepspeed=none                  # none | z1 | z2 | z3 (config/ds_config_z*.json)
 manifest_dir=data/fbank_whisper80
 prefix=demo_vi
 exp_dir=                        # default: exp/<model_name>/<lora|full>
 train_config=                   # default: config/<lora|full>.yaml
 help_message="Usage: bash finetune.sh [--stage 0] [--stop_stage 1] [--model_name NAME|PATH] [--is_lora true|false]
-  [--num_gpus N] [--deepspeed none|z1|z2|z3] [--manifest_dir DIR] [--prefix NAME] [--exp_dir DIR]
+  [--num_gpus N] [--num_machines M --machine_rank R --main_process_ip IP [--main_process_port P]]
+  [--deepspeed none|z1|z2|z3] [--manifest_dir DIR] [--prefix NAME] [--exp_dir DIR]
   [--train_config YAML] [-- TRAINING OPTIONS]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
@@ -42,12 +49,18 @@ if [ "$is_lora" = true ]; then mode=lora; else mode=full; fi
 exp_dir=${exp_dir:-exp/$tag/$mode}
 train_config=${train_config:-$recipe_dir/config/$mode.yaml}
 
-launch=(accelerate launch --num_machines 1 --num_processes "$num_gpus" --dynamo_backend no --mixed_precision no)
+num_processes=$(( num_gpus * num_machines ))   # accelerate counts processes over all machines
+launch=(accelerate launch --num_machines "$num_machines" --num_processes "$num_processes" --dynamo_backend no
+        --mixed_precision no)
+if [ "$num_machines" -gt 1 ]; then
+  [ -n "$main_process_ip" ] || { echo "$0: --num_machines $num_machines needs --main_process_ip (machine 0's address)" >&2; exit 1; }
+  launch+=(--machine_rank "$machine_rank" --main_process_ip "$main_process_ip" --main_process_port "$main_process_port")
+fi
 if ! command -v nvidia-smi >/dev/null 2>&1; then  # CPU only: share the cores (accelerate would give each process 1)
   launch+=(--num_cpu_threads_per_process "$(( $(nproc) / num_gpus > 0 ? $(nproc) / num_gpus : 1 ))")
   export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}   # what DeepSpeed would otherwise probe for, with a warning
 fi
-[ "$num_gpus" -gt 1 ] && launch+=(--multi_gpu)   # torchrun-style launch: NCCL on GPUs, gloo on CPUs
+[ "$num_processes" -gt 1 ] && launch+=(--multi_gpu)   # torchrun-style launch: NCCL on GPUs, gloo on CPUs
 ds_opt=()
 if [ "$deepspeed" != none ]; then
   ds_config=$recipe_dir/config/ds_config_${deepspeed}.json
@@ -67,7 +80,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$train_config" \
       --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
       "${ds_opt[@]}" "${extra_args[@]}"
-  if [ "$mode" = lora ]; then
+  if [ "$mode" = lora ] && [ "$machine_rank" -eq 0 ]; then
     log "Merging the adapter into $base_model"
     "${stamped[@]}" "$exp_dir/.merge.stamp.json" --outputs "$exp_dir/checkpoint-final-lora-merge" \
       --inputs "$exp_dir/checkpoint-final" "$base_model" -- \
@@ -76,7 +89,9 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "tensorboard --logdir $exp_dir/tensorboard"
 fi
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && [ "$machine_rank" -ne 0 ]; then
+  log "Stage 1: machine 0 evaluates"
+elif [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   model_path=$exp_dir/checkpoint-final
   [ "$mode" = lora ] && model_path=$exp_dir/checkpoint-final-lora-merge
   log "Stage 1: evaluating $model_path"

@@ -59,6 +59,8 @@ class TrainArgs(DataArgs):
     save_steps: int = 500
     """a multiple of eval_steps (the best checkpoint is chosen by eval loss)"""
     save_total_limit: int = 5
+    save_on_each_node: bool = False
+    """several machines without a shared disk: each machine's first process saves into its own output_dir"""
     fp16: bool = False  # GPU only; on CPU a warning and fp32
     bf16: bool = False  # GPU only; on CPU a warning and fp32
     gradient_checkpointing: bool = False
@@ -116,7 +118,7 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         max_grad_norm=args.max_grad_norm, optim="adamw_torch" if args.optim == LION else args.optim,
         optim_args=None if args.optim == LION else args.optim_args, logging_steps=args.logging_steps, eval_strategy="steps",
         eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+        save_total_limit=args.save_total_limit, save_on_each_node=args.save_on_each_node, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, fp16=fp16, bf16=bf16, activation_checkpointing=args.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False}, torch_compile=args.use_compile,
         deepspeed=args.deepspeed, seed=args.seed, report_to=["tensorboard"],
@@ -209,7 +211,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     state = PartialState(cpu=training_args.use_cpu)
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     output_dir = Path(args.output_dir)
-    if state.is_main_process:
+    saves = state.is_local_main_process if args.save_on_each_node else state.is_main_process
+    if saves:
         writable_dir(output_dir)
         save_config(output_dir / "config" / "train.yaml")
 
@@ -253,7 +256,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     # 5. Save the final (best by eval loss) model with the processor next to it.
     final = output_dir / "checkpoint-final"
     trainer.save_model(str(final))
-    if state.is_main_process:
+    if saves:
         save_processor(processor, final)
         model.generation_config.save_pretrained(final)  # an adapter dir too: it carries added languages
         log.info("best checkpoint: %s; final model: %s", trainer.state.best_model_checkpoint, final)

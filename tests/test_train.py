@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -286,3 +287,32 @@ def test_lion_optimizer(prepared_demo, tiny_model, tmp_path, monkeypatch):
     for bad, message in [(dict(optim="lamb"), "optim 'lamb' unknown"), (dict(optim="lion", optim_args="eps=1"), "eps")]:
         with pytest.raises(ValueError, match=message):
             optimizer_cls_and_kwargs(TrainArgs(**bad))
+
+
+def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path):
+    """Two "machines" of one process each on localhost: two finetune.sh runs (gloo) rendezvous at machine 0's
+    port, train on disjoint shards and end with the same adapter weights, each saved on its own disk."""
+    from safetensors.torch import load_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    runs = []
+    for rank in (0, 1):
+        args = ["bash", str(RECIPE_DIR / "finetune.sh"), "--model_name", str(tiny_model), "--stop_stage", "0",
+                "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+                "--main_process_port", port, "--exp_dir", str(tmp_path / f"machine{rank}"), "--",
+                "--max_cuts", "2", "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--num_workers", "0",
+                "--save_on_each_node", "true", "--record_cut_ids", "true"]
+        runs.append(subprocess.Popen(args, cwd=prepared_demo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "PYTHONPATH": str(RECIPE_DIR)}))
+    logs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    shard = [{cut for _, cut in read_ids(tmp_path / f"machine{rank}")[rank]} for rank in (0, 1)]
+    assert shard[0] and shard[1] and not shard[0] & shard[1]
+    weights = [load_file(tmp_path / f"machine{rank}/checkpoint-final/adapter_model.safetensors") for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(weights[0][k].abs().sum() > 0 for k in weights[0] if "lora_B" in k)  # training moved them
+    assert (tmp_path / "machine0/checkpoint-final-lora-merge").is_dir()  # machine 0 alone merges
+    assert not (tmp_path / "machine1/checkpoint-final-lora-merge").exists()
