@@ -108,6 +108,8 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         fp16 = bf16 = False
     if args.deepspeed and not Path(args.deepspeed).is_file():
         raise MissingInputError(f"deepspeed config {args.deepspeed} not found (see config/ds_config_z*.json)")
+    if args.deepspeed and "RANK" not in os.environ:
+        _single_process_group()
     if args.save_steps % args.eval_steps:
         raise InputError(f"save_steps ({args.save_steps}) must be a multiple of eval_steps ({args.eval_steps})")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(args.output_dir) / "tensorboard")
@@ -128,6 +130,19 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),  # lets several CPU processes (gloo) form a DDP group
     )
+
+
+def _single_process_group() -> None:
+    """The environment a one-process launch lacks and DeepSpeed needs (else it looks for MPI): rank 0 of 1,
+    rendezvous on a free local port. One GPU with ZeRO-3 offload is DeepSpeed's main one-process use."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        os.environ.setdefault(key, value)
 
 
 class SamplerResume(TrainerCallback):
@@ -204,8 +219,15 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
             (LoRA, frozen encoder) and names any trainer callbacks that needs.
         save_config: writes the resolved config to the given path.
     """
-    # 1. Arguments, seed, distributed state (DeepSpeed needs TrainingArguments before the model).
+    # 1. The model, loaded before the TrainingArguments: with a ZeRO-3 config those make from_pretrained
+    # load into partitioned parameters (zero.Init), which crashes on Whisper's sinusoidal positions in
+    # transformers 5.24. So each process holds the whole model until DeepSpeed partitions it.
     optimizer = optimizer_cls_and_kwargs(args)  # checks optim before any work
+    model, processor = load_whisper(args.base_model, args.local_files_only)
+    if args.new_language:
+        add_language(model, processor.tokenizer, args.new_language, args.new_language_init)
+
+    # 2. Arguments, seed, distributed state.
     training_args = training_arguments(args)
     set_seed(args.seed)
     state = PartialState(cpu=training_args.use_cpu)
@@ -216,10 +238,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         writable_dir(output_dir)
         save_config(output_dir / "config" / "train.yaml")
 
-    # 2. Processor and data: lhotse loaders sharded by rank.
-    model, processor = load_whisper(args.base_model, args.local_files_only)
-    if args.new_language:
-        add_language(model, processor.tokenizer, args.new_language, args.new_language_init)
+    # 3. Data: lhotse loaders sharded by rank.
     check_mel_bins(load_cuts(args, "train"), str(cuts_path(args, "train")), model.config.num_mel_bins,
                    args.base_model, args.num_mel_bins)
     args.num_mel_bins = model.config.num_mel_bins
@@ -234,7 +253,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         raise InputError(f"no training batch: every cut of {args.prefix_name}_cuts_train was filtered out")
     total_steps = args.max_steps if args.max_steps > 0 else _epoch_steps(len(train), args)
 
-    # 3. Model: LoRA / frozen parts from the script's hook.
+    # 4. Model: LoRA / frozen parts from the script's hook.
     model, callbacks = prepare_model(model, args, total_steps)
     mark_trained_unpadded(model, args.remove_whisper_encoder_input_length_restriction)
     if args.remove_whisper_encoder_input_length_restriction:
@@ -243,7 +262,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         model.config.use_cache = False
         model.enable_input_require_grads()  # checkpointed blocks need grads through frozen inputs (LoRA)
 
-    # 4. Train.
+    # 5. Train.
     trainer = LhotseSeq2SeqTrainer(
         model=model, args=training_args, processing_class=processor.feature_extractor,
         train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
@@ -253,7 +272,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_metrics("train", result.metrics)  # <output_dir>/train_results.json: train_runtime, samples/s
 
-    # 5. Save the final (best by eval loss) model with the processor next to it.
+    # 6. Save the final (best by eval loss) model with the processor next to it.
     final = output_dir / "checkpoint-final"
     trainer.save_model(str(final))
     if saves:

@@ -27,20 +27,26 @@ def setup_logging(level: int = logging.INFO) -> None:
 LIBRARY_WARNINGS = (
     # peft.PeftModel.__init__ reads transformers' deprecated ``is_gradient_checkpointing`` (peft 0.21, transformers 5.24)
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+    # DeepSpeed 0.19's ZeRO collectives call torch 2.13's deprecated names (once per bucket: hundreds of lines)
+    (FutureWarning, r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated"),
 )
 LIBRARY_LOG_WARNINGS = {
     # WhisperGenerationMixin.generate itself passes suppress_tokens next to its generation_config (transformers 5.24)
     "transformers.generation.utils": "Passing `generation_config` together with generation-related arguments",
+    # the HF Trainer accumulates gradients itself (plugin: 1) and hands DeepSpeed the real count (accelerate 1.15)
+    "accelerate.accelerator": "Gradient accumulation steps mismatch",
+    # checkpoints saved within a second of each other (short runs) make the Trainer sort them by step instead
+    "transformers.trainer_utils": "mtime may not be reliable on this filesystem",
 }
 
 
 class _DropMessage(logging.Filter):
-    def __init__(self, start: str):
+    def __init__(self, text: str):
         super().__init__()
-        self.start = start
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.start)
+        return self.text not in record.getMessage()
 
 
 def quiet_library_warnings() -> None:
@@ -54,10 +60,10 @@ def quiet_library_warnings() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     for category, message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for name, start in LIBRARY_LOG_WARNINGS.items():
+    for name, text in LIBRARY_LOG_WARNINGS.items():
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropMessage) and f.start == start for f in logger.filters):
-            logger.addFilter(_DropMessage(start))
+        if not any(isinstance(f, _DropMessage) and f.text == text for f in logger.filters):
+            logger.addFilter(_DropMessage(text))
 
 
 def writable_dir(path: Pathlike) -> Path:

@@ -316,3 +316,23 @@ def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path):
     assert any(weights[0][k].abs().sum() > 0 for k in weights[0] if "lora_B" in k)  # training moved them
     assert (tmp_path / "machine0/checkpoint-final-lora-merge").is_dir()  # machine 0 alone merges
     assert not (tmp_path / "machine1/checkpoint-final-lora-merge").exists()
+
+
+def test_zero3_offload_trains_resumes_and_merges(prepared_demo, tiny_model, tmp_path):
+    """config/ds_config_z3_offload.json in one process (the one-GPU case offload is for): LoRA trains and saves,
+    a rerun with more steps resumes from the last checkpoint instead of starting over, and merges."""
+    exp = tmp_path / "exp"
+    args = ["--model_name", str(tiny_model), "--stop_stage", "0", "--deepspeed", "z3_offload", "--exp_dir", str(exp),
+            "--", "--max_cuts", "2", "--eval_steps", "1", "--save_steps", "1", "--num_workers", "0",
+            "--record_cut_ids", "true", "--fp16", "false"]
+    first = run_script(str(RECIPE_DIR / "finetune.sh"), *args, "--max_steps", "2", cwd=prepared_demo)
+    assert (exp / "checkpoint-2").is_dir() and (exp / "checkpoint-final-lora-merge/model.safetensors").is_file()
+    assert library_warnings(first.stdout + first.stderr) == []
+    trained = read_ids(exp)[0]
+    run_script(str(RECIPE_DIR / "finetune.sh"), *args, "--max_steps", "3", "--resume_from_checkpoint", "true",
+               cwd=prepared_demo)
+    resumed = read_ids(exp)[0]  # the rerun trained step 2 alone, not steps 0 and 1 again
+    assert resumed[:len(trained)] == trained and {step for step, _ in resumed[len(trained):]} == {2}
+    state = json.loads((exp / "checkpoint-3/trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert (exp / "checkpoint-final-lora-merge/model.safetensors").is_file()
