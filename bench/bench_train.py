@@ -8,8 +8,9 @@ Usage:
 
 Models are randomly initialised from OpenAI's sizes (no download; the same FLOPs as the released
 weights). Each step is a full 30 s input batch ``(B, n_mels, 3000)`` with ``--label_tokens`` labels,
-forward + backward + AdamW step, as the recipe trains; ``--unpadded_seconds 5`` feeds 5 s inputs to the
-un-padded model instead. FLOPs and MFU are those of the 30 s input.
+forward + backward + AdamW step (fused on a GPU), as the recipe trains; ``--unpadded_seconds 5`` feeds 5 s
+inputs to the un-padded model instead. FLOPs and MFU count the input actually fed (30 s, or the un-padded
+length). Attention runs through PyTorch's SDPA (transformers' default); ``--compile true`` adds torch.compile.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def whisper_config(size: str) -> WhisperConfig:
                          decoder_attention_heads=heads, encoder_ffn_dim=4 * d, decoder_ffn_dim=4 * d, vocab_size=51865)
 
 
-def train_flops_per_sample(config: WhisperConfig, label_tokens: int) -> float:
-    """Matmul FLOPs of one training sample (forward x 3), e.g. 1.21e12 for whisper-small with 50 labels."""
-    d, n_mels, frames, vocab = config.d_model, config.num_mel_bins, 2 * config.max_source_positions, config.vocab_size
-    t, L = config.max_source_positions, label_tokens
+def train_flops_per_sample(config: WhisperConfig, label_tokens: int, frames: Optional[int] = None) -> float:
+    """Matmul FLOPs of one training sample (forward x 3) of ``frames`` mel frames (default: 30 s), e.g. 1.21e12
+    for whisper-small with 50 labels at 30 s."""
+    frames = frames or 2 * config.max_source_positions
+    d, n_mels, vocab = config.d_model, config.num_mel_bins, config.vocab_size
+    t, L = frames // 2, label_tokens
     convs = 2 * frames * n_mels * 3 * d + 2 * t * d * 3 * d
     encoder = config.encoder_layers * (24 * d * d * t + 4 * t * t * d)
     decoder_layer = 28 * d * d * L + 4 * t * d * d + 4 * L * L * d + 4 * L * t * d
@@ -52,7 +55,8 @@ def train_flops_per_sample(config: WhisperConfig, label_tokens: int) -> float:
 
 def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_size: int = 4, steps: int = 5,
             warmup: int = 2, label_tokens: int = 50, dtype: str = "fp32", device: str = "cpu", lora: bool = False,
-            gradient_checkpointing: bool = False, unpadded_seconds: float = 0.0) -> tuple[float, str]:
+            gradient_checkpointing: bool = False, unpadded_seconds: float = 0.0,
+            compile: bool = False) -> tuple[float, str]:
     """Training samples/s of one setting, and a line describing it (device, MFU on a known GPU)."""
     torch.manual_seed(0)
     if model_path:
@@ -77,7 +81,9 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
         frames = int(unpadded_seconds * 100) // 2 * 2
     model.to(device).train()
     config = model.config
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
+                                  fused=device.startswith("cuda"))
+    forward = torch.compile(model) if compile else model
     features = torch.randn(batch_size, config.num_mel_bins, frames, device=device)
     mask = {"attention_mask": torch.ones(batch_size, frames, dtype=torch.long, device=device)} if unpadded_seconds > 0 else {}
     labels = torch.randint(0, 50257, (batch_size, label_tokens), device=device)
@@ -85,7 +91,7 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
 
     def step() -> None:
         with autocast:
-            loss = model(input_features=features, labels=labels, **mask).loss
+            loss = forward(input_features=features, labels=labels, **mask).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -102,8 +108,9 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
     samples_per_s = batch_size * steps / (time.perf_counter() - start)
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
-    flops = train_flops_per_sample(config, label_tokens)
+    flops = train_flops_per_sample(config, label_tokens, frames)
     inputs = f"{unpadded_seconds:g} s un-padded" if unpadded_seconds > 0 else "30 s padded"
+    inputs += ", compiled" if compile else ""
     line = (f"{name} | whisper-{model_path or model_size} {dtype} lora={str(lora).lower()} batch {batch_size} "
             f"{inputs}: {samples_per_s:.2f} samples/s, {flops / 1e12:.2f} TFLOP/sample, "
             f"{samples_per_s * flops / 1e12:.1f} TFLOP/s achieved")
@@ -140,10 +147,11 @@ def main() -> None:
     parser.add_argument("--gradient_checkpointing", choices=["true", "false"], default="false")
     parser.add_argument("--unpadded_seconds", type=float, default=0.0,
                         help="> 0: un-padded inputs of this length (egrecho_inner/unpadded.py) instead of 30 s")
+    parser.add_argument("--compile", choices=["true", "false"], default="false", help="torch.compile the model")
     args = parser.parse_args()
     _, line = measure(args.model_size, args.model_path, args.batch_size, args.steps, args.warmup, args.label_tokens,
                       args.dtype, args.device, args.lora == "true", args.gradient_checkpointing == "true",
-                      args.unpadded_seconds)
+                      args.unpadded_seconds, args.compile == "true")
     print(line)
 
 

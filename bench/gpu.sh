@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GPU figures for the README, recorded with the card's name:
-#   - training: whisper-small (random weights, same FLOPs), bf16, full and LoRA fine-tuning, batch 32/64,
-#     samples/s and model-FLOPs utilisation
-#   - eval: whisper-base RTFx at batch 64, fp16, ours vs faster-whisper's CTranslate2 model on the same
-#     batches (needs pretrained/whisper-base and pretrained/whisper-base-ct2 on the GPU machine; skipped,
-#     saying so, when they are missing)
+# GPU figures for the README, recorded with the card's name and the pinned versions:
+#   - training: whisper-small (random weights, same FLOPs), bf16, full and LoRA fine-tuning: padded 30 s
+#     inputs at batch 32/64, and un-padded 5 s clips at batch 128/256 (FLOPs counted from the input fed);
+#     samples/s and model-FLOPs utilisation; one padded run with torch.compile
+#   - eval: whisper-base-sized RTFx at batch 64, fp16, ours vs faster-whisper's CTranslate2 model on the same
+#     batches: random weights generating a fixed 32 tokens per clip (no model files needed on the GPU
+#     machine), padded and un-padded; with pretrained/whisper-base(-ct2) present, the real model too
 #
 # Usage: bash bench/gpu.sh [results.txt]
 set -euo pipefail
@@ -13,16 +14,24 @@ cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+  python3 -c "import torch, transformers, ctranslate2; print('torch', torch.__version__, 'transformers', \
+transformers.__version__, 'ctranslate2', ctranslate2.__version__)"
   for lora in false true; do
     for batch in 32 64; do
       python3 bench/bench_train.py --model_size small --dtype bf16 --batch_size "$batch" --steps 10 --warmup 3 --lora "$lora"
     done
+    for batch in 128 256; do
+      python3 bench/bench_train.py --model_size small --dtype bf16 --batch_size "$batch" --steps 10 --warmup 3 \
+        --lora "$lora" --unpadded_seconds 5
+    done
   done
+  python3 bench/bench_train.py --model_size small --dtype bf16 --batch_size 64 --steps 10 --warmup 5 --compile true
+  python3 bench/bench_eval.py --random_size base --decode_tokens 32 --device cuda --dtype float16 --batch_size 64 \
+    --num_utts 256
   if [ -f pretrained/whisper-base/config.json ] && [ -f pretrained/whisper-base-ct2/model.bin ]; then
     python3 bench/bench_eval.py --model pretrained/whisper-base --device cuda --dtype float16 --batch_size 64 \
       --num_utts 256
   else
-    echo "eval RTFx skipped: pretrained/whisper-base(-ct2) missing (local/get_whisper_base.py; egrecho export-ct2)"
+    echo "real whisper-base eval skipped: pretrained/whisper-base(-ct2) missing (local/get_whisper_base.py; egrecho export-ct2)"
   fi
 } 2>&1 | grep -v -i "warn" | tee "$out"
