@@ -23,13 +23,13 @@ from tqdm import tqdm
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.decode import GenArgs, generate_kwargs, transcribe_batch, transcribe_features
+from egrecho_inner.decode import GenArgs, generate_kwargs, timed_segments, transcribe_batch, transcribe_features
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import check_mel_bins, load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper, resolve_model
 from egrecho_inner.new_language import model_languages
-from egrecho_inner.quality import quality_fields
+from egrecho_inner.quality import quality_fields, segment_start_errors_ms, timing_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
 from egrecho_inner.text import resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
@@ -133,6 +133,10 @@ def evaluate(
     )
     expected = {c.id: None if c.id in nonspeech else language_of(c) for c in cutset}
     result.update(quality_fields(hyps, nonspeech, expected, decoder.detected))
+    if gen_args.return_timestamps:  # references with times: several supervisions in a cut
+        timed = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
+        errors = [e for c in timed for e in decoder.segment_start_errors(c, from_audio or on_the_fly_feats)]
+        result.update(timing_fields(errors, len(timed)))
     out = Path(outdir)
     with atomic_path(out / f"recogs-{part}.txt") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -209,6 +213,15 @@ class Decoder:
         with self._clock():
             return transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
                                        self.device, self.dtype)
+
+    def segment_start_errors(self, cut, from_audio: bool) -> list[float]:
+        """ms from each reference segment's start in ``cut`` to the nearest decoded segment's: a second, timed
+        decoding of the cut (not counted in the RTF)."""
+        extractor = make_fbank_extractor(self.model.config.num_mel_bins) if from_audio else None
+        segments = timed_segments(self.model, self.processor, load_cut_features(cut, extractor),
+                                  self.language_of(cut), self.kwargs, self.device, self.dtype)
+        references = [s.start for s in cut.supervisions if s.text]
+        return segment_start_errors_ms(references, [start for start, _, _ in segments])
 
     def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
                         num_workers: int, part: str) -> dict[str, str]:

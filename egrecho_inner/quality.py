@@ -53,3 +53,22 @@ def quality_fields(hyps: dict[str, str], nonspeech: set[str], expected_languages
         "repetition_rate": _share(loops, len(hyps)),
         "nonspeech_cuts": len(nonspeech), "nonspeech_with_text": _share(with_text, len(nonspeech)),
     }
+
+
+def segment_start_errors_ms(reference_starts: list[float], hypothesis_starts: list[float]) -> list[float]:
+    """For each reference segment start (seconds), the distance in ms to the nearest hypothesis segment
+    start; every reference start counts as missed by its distance to the audio's start when none came."""
+    if not hypothesis_starts:
+        return [1000.0 * start for start in reference_starts]
+    return [1000.0 * min(abs(start - hyp) for hyp in hypothesis_starts) for start in reference_starts]
+
+
+def timing_fields(errors_ms: list[float], cuts: int) -> dict:
+    """``segment_start_error_ms``: median and 90th percentile over the reference segments of ``cuts`` cuts."""
+    if not errors_ms:
+        return {}
+    ordered = sorted(errors_ms)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    median = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
+    return {"segment_start_error_ms": {"median": round(median, 1), "p90": round(p90, 1),
+                                       "segments": len(ordered), "cuts": cuts}}

@@ -206,3 +206,45 @@ def test_bad_input(prepared_demo, tiny_model, tmp_path):
     empty.write_bytes(b"")
     proc = egrecho(*eval_args(tiny_model, tmp_path / "x", "--cuts", str(empty)), cwd=prepared_demo, check=False)
     assert proc.returncode != 0 and "holds no cuts" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_segment_start_error_with_timestamps(whisper_base, tmp_path):
+    """A recording of three sentences with pauses, a Kaldi ``segments`` file giving where each starts:
+    ``gen_args.return_timestamps`` adds the segment-start error of the decoded segments to the errs JSON."""
+    import numpy as np
+    import soundfile as sf
+
+    from egrecho_inner.decode import GenArgs
+    from egrecho_inner.evaluate import evaluate
+
+    sentences = ["The quick brown fox jumps over the lazy dog.", "I like to read books in the evening.",
+                 "Please call Stella. Ask her to bring these things with her from the store."]
+    pieces, lines, t = [], [], 0.0
+    for i, text in enumerate(sentences):
+        audio, rate = sf.read(espeak(tmp_path / f"s{i}.wav", text, voice="en-us"))
+        lines.append((f"rec-{i}", t, t + len(audio) / rate, text))
+        pieces += [audio, np.zeros(int(0.7 * rate))]
+        t += (len(audio) + int(0.7 * rate)) / rate
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    sf.write(kaldi / "rec.wav", np.concatenate(pieces), rate)
+    (kaldi / "wav.scp").write_text(f"rec {kaldi / 'rec.wav'}\n")
+    (kaldi / "segments").write_text("".join(f"{u} rec {s:.2f} {e:.2f}\n" for u, s, e, _ in lines))
+    (kaldi / "text").write_text("".join(f"{u} {text}\n" for u, _, _, text in lines))
+    (kaldi / "utt2lang").write_text("".join(f"{u} en\n" for u, _, _, _ in lines))
+    result = evaluate(model_path=str(whisper_base), outdir=str(tmp_path / "exp"), kaldi_dir=str(kaldi), num_workers=0,
+                      gen_args=GenArgs(language="en", return_timestamps=True))
+    timing = result["segment_start_error_ms"]
+    assert timing["segments"] == 3 and timing["cuts"] == 1
+    assert timing["median"] <= 200 and timing["p90"] <= 400, timing
+    assert result["error_rate"] < 0.25
+    assert json.loads((tmp_path / "exp/errs-test.json").read_text())["segment_start_error_ms"] == timing
+
+
+def test_segment_start_error_counts():
+    from egrecho_inner.quality import segment_start_errors_ms, timing_fields
+
+    errors = segment_start_errors_ms([0.0, 2.5, 6.0], [0.1, 2.4, 2.9, 9.0])
+    assert [round(e) for e in errors] == [100, 100, 3000]
+    assert timing_fields(errors, 1)["segment_start_error_ms"] == {"median": 100.0, "p90": 3000.0, "segments": 3, "cuts": 1}
+    assert segment_start_errors_ms([1.0], []) == [1000.0] and timing_fields([], 0) == {}

@@ -16,8 +16,7 @@ from pywhispercpp.model import Model
 
 from egrecho_inner.deploy.export_ggml import export_ggml, ggml_name
 from egrecho_inner.deploy.transcribe import transcribe
-from egrecho_inner.model import load_whisper, save_processor, save_tiny_whisper
-from egrecho_inner.new_language import add_language
+from egrecho_inner.model import save_tiny_whisper
 from egrecho_inner.scoring import normalize_text
 from tests.conftest import espeak
 
@@ -53,22 +52,33 @@ def test_whisper_base_transcribes_like_transformers(whisper_base, ggml_base, tmp
     assert normalize_text(detected, "en") == normalize_text(cpp[2], "en")
 
 
-def test_added_language_goes_into_a_slot(whisper_base, tmp_path):
-    """An added <|eo|> (initialised as the mean language row, unlike any Whisper language) exported into es's
-    slot: whisper.cpp prompted with it decodes as transformers prompted with <|eo|>, not as with <|es|>."""
-    model, processor = load_whisper(str(whisper_base))
-    add_language(model, processor.tokenizer, "eo")
-    model.save_pretrained(tmp_path / "base-eo")
-    save_processor(processor, tmp_path / "base-eo")
-    export_ggml(str(tmp_path / "base-eo"), str(tmp_path / "slot"), language_slot="es")
+def test_merged_new_language_fine_tune(whisper_base, prepared_demo, tmp_path, monkeypatch):
+    """A LoRA fine-tune of whisper-base by the recipe with an added <|eo|> (one step on the demo corpus; the new
+    row starts as the mean language row, unlike any Whisper language), merged and exported with eo in es's slot:
+    whisper.cpp transcribes English as transformers does on the merged model, and prompted with eo it decodes
+    as transformers prompted with <|eo|>, not as with <|es|>."""
+    from egrecho_inner import lora
+    from egrecho_inner.merge_lora import merge_lora_whisper
+    from tests.test_train import train
+
+    monkeypatch.chdir(prepared_demo)
+    train(lora, prepared_demo, whisper_base, tmp_path / "lora", max_steps=1, max_cuts=2, learning_rate=1e-4,
+          new_language="eo")
+    merged = merge_lora_whisper(str(tmp_path / "lora/checkpoint-final"))
+    export_ggml(merged, str(tmp_path / "slot"), language_slot="es")
     assert json.loads((tmp_path / "slot/ggml_export.json").read_text())["language_slots"] == {"eo": "es"}
+    wavs = [str(espeak(tmp_path / f"{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
+    hf = [text for _, text in transcribe(merged, wavs, language="en")]
+    cpp = [text for _, text in transcribe(str(tmp_path / "slot"), wavs, engine="cpp", language="en")]
+    assert wer(ENGLISH, cpp) <= wer(ENGLISH, hf) + 0.1 and wer(ENGLISH, cpp) < 0.25, (hf, cpp)
+
     wav = str(espeak(tmp_path / "eo.wav", "La hundo kuras en la parko kun la infanoj.", voice="eo"))
-    [(_, hf_eo)] = transcribe(str(tmp_path / "base-eo"), [wav], language="eo")
+    [(_, hf_eo)] = transcribe(merged, [wav], language="eo")
     [(_, cpp_eo)] = transcribe(str(tmp_path / "slot"), [wav], engine="cpp", language="eo")
-    [(_, hf_es)] = transcribe(str(tmp_path / "base-eo"), [wav], language="es")
+    [(_, hf_es)] = transcribe(merged, [wav], language="es")
     assert hf_eo != hf_es  # the prompts differ, so the comparison below can tell them apart
     assert jiwer.wer(hf_eo.lower(), cpp_eo.lower()) < jiwer.wer(hf_es.lower(), cpp_eo.lower())
-    export_ggml(str(tmp_path / "base-eo"), str(tmp_path / "drop"))  # no slot: the row is dropped, eo refused
+    export_ggml(merged, str(tmp_path / "drop"))  # no slot: the row is dropped, eo refused
     with pytest.raises(ValueError, match="this export dropped it"):
         transcribe(str(tmp_path / "drop"), [wav], engine="cpp", language="eo")
 
@@ -121,3 +131,4 @@ def test_subtitles_agree_across_engines(whisper_base, ggml_base, tmp_path, capsy
         assert wer(ENGLISH, [s["text"] for s in segments]) < 0.25, (engine, segments)
     transcribe(str(ggml_base), wav, engine="cpp", language="en", output_format="srt", output_dir=str(tmp_path / "subs"))
     assert (tmp_path / "subs/three.srt").read_text().startswith("1\n00:00:00,")
+
