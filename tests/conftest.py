@@ -111,6 +111,18 @@ def whisper_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def whisper_base_exports(whisper_base, tmp_path_factory) -> dict[str, Path]:
+    """whisper-base exported by egrecho: CTranslate2 float32 ("ct2") and ONNX ("onnx") dirs."""
+    from egrecho_inner.deploy.export_ct2 import export_ct2
+    from egrecho_inner.deploy.export_onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("exports")
+    export_ct2(str(whisper_base), str(out / "ct2"), quantization="float32")
+    export_onnx(str(whisper_base), str(out / "onnx"))
+    return {"ct2": out / "ct2", "onnx": out / "onnx"}
+
+
+@pytest.fixture(scope="session")
 def prepared_demo(demo_corpus, tmp_path_factory) -> Path:
     """A recipe dir whose data/fbank_whisper80 holds demo_vi cuts with features (12 train cuts)."""
     work = tmp_path_factory.mktemp("prepared")

@@ -1,9 +1,10 @@
 """Greedy Whisper decoding with onnxruntime over an ``egrecho export-onnx`` dir.
 
-Decoding follows Hugging Face ``generate`` for greedy search without timestamps: the prompt is
+Decoding follows Hugging Face ``generate`` for greedy search: the prompt is
 ``<|startoftranscript|><|lang|><|task|><|notimestamps|>``, the generation config's ``suppress_tokens``
 are masked at every step and ``begin_suppress_tokens`` at the first, and decoding stops at
-``<|endoftext|>`` or the 448-token limit.
+``<|endoftext|>`` or the 448-token limit. With timestamps the prompt ends at the task and each step applies
+Whisper's timestamp rules as transformers' ``WhisperTimeStampLogitsProcessor`` does (:func:`timestamp_rules`).
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class OnnxWhisper:
     def max_length(self) -> int:
         return int(self.generation.get("max_length", 448))
 
-    def prompt(self, language: Optional[str], task: str = "transcribe") -> list[int]:
-        """Start-of-transcript, language (if given), task and no-timestamps token ids."""
-        return prompt_ids(self.generation, language, task)
+    def prompt(self, language: Optional[str], task: str = "transcribe", timestamps: bool = False) -> list[int]:
+        """Start-of-transcript, language (if given), task and (without timestamps) no-timestamps token ids."""
+        ids = prompt_ids(self.generation, language, task)
+        return ids[:-1] if timestamps else ids
 
     def encode(self, features: np.ndarray) -> np.ndarray:
         """Encoder output ``(B, T/2, d)`` of log-mel features ``(B, n_mels, T)``: T is 3000, or for a model
@@ -67,8 +69,10 @@ class OnnxWhisper:
         ids = np.array([self.generation["lang_to_id"][c] for c in codes])
         return [codes[i][2:-2] for i in logits[:, ids].argmax(-1)]
 
-    def greedy(self, hidden: np.ndarray, prompt: list[int], max_new_tokens: Optional[int] = None) -> list[list[int]]:
-        """Generated token ids (prompt and end-of-text excluded) for each row of encoder output."""
+    def greedy(self, hidden: np.ndarray, prompt: list[int], max_new_tokens: Optional[int] = None,
+               timestamps: bool = False) -> list[list[int]]:
+        """Generated token ids (prompt and end-of-text excluded) for each row of encoder output; with
+        ``timestamps`` (and a prompt from ``prompt(..., timestamps=True)``) they hold timestamp tokens."""
         batch = hidden.shape[0]
         eos = self.generation["eos_token_id"]
         suppress = list(self.generation.get("suppress_tokens") or [])
@@ -89,6 +93,8 @@ class OnnxWhisper:
             logits[:, suppress] = -np.inf
             if step == 0:
                 logits[:, begin_suppress] = -np.inf
+            if timestamps:
+                logits = timestamp_rules(logits, tokens, self.generation)
             next_ids = np.where(done, eos, logits.argmax(-1))
             for row in np.flatnonzero(~done):
                 if next_ids[row] == eos:
@@ -103,3 +109,56 @@ class OnnxWhisper:
             for name, value in zip(self_names, results[1:]):
                 cache[name.replace("present", "past_key_values")] = value
         return tokens
+
+
+def timestamp_rules(logits: np.ndarray, generated: list[list[int]], generation: dict) -> np.ndarray:
+    """Whisper's timestamp rules on next-token logits ``(B, V)`` given each row's generated tokens:
+    no <|notimestamps|>; timestamps come in pairs and never go back; the first token is a timestamp (up to
+    ``max_initial_timestamp_index`` when the config sets it); and a timestamp is forced when the timestamps
+    together are more likely than any text token."""
+    begin = generation["no_timestamps_token_id"] + 1
+    eos = generation["eos_token_id"]
+    logits[:, begin - 1] = -np.inf
+    for row, seq in enumerate(generated):
+        last = len(seq) >= 1 and seq[-1] >= begin
+        penultimate = len(seq) < 2 or seq[-2] >= begin
+        if last:
+            if penultimate:
+                logits[row, begin:] = -np.inf  # a pair just closed: text (or the end) next
+            else:
+                logits[row, :eos] = -np.inf  # a segment just ended: another timestamp or the end
+        stamps = [t for t in seq if t >= begin]
+        if stamps:
+            logits[row, begin:stamps[-1] if last and not penultimate else stamps[-1] + 1] = -np.inf
+        if not seq:
+            logits[row, :begin] = -np.inf
+            if generation.get("max_initial_timestamp_index") is not None:
+                logits[row, begin + generation["max_initial_timestamp_index"] + 1:] = -np.inf
+    shifted = logits - logits.max(-1, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    stamp_logprob = np.logaddexp.reduce(logprobs[:, begin:], axis=-1)
+    force = stamp_logprob > logprobs[:, :begin].max(-1)
+    logits[force, :begin] = -np.inf
+    return logits
+
+
+def segments_from_tokens(tokens: list[int], generation: dict, decode, offset: float = 0.0,
+                         window_end: float = 30.0) -> list[tuple[float, float, str]]:
+    """(start, end, text) segments of a timestamped token sequence (times plus ``offset``); text after the last
+    timestamp ends at ``window_end``."""
+    begin = generation["no_timestamps_token_id"] + 1
+    step = 0.02
+    segments, start, text, last = [], None, [], 0.0
+    for token in tokens:
+        if token < begin:
+            text.append(token)
+            continue
+        last = (token - begin) * step
+        if start is not None and text:
+            segments.append((offset + start, offset + last, decode(text).strip()))
+            start, text = None, []
+        else:
+            start = last
+    if text:  # no closing timestamp: from the last one to the window's end
+        segments.append((offset + (last if start is None else start), offset + window_end, decode(text).strip()))
+    return [s for s in segments if s[2]]

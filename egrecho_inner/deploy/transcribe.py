@@ -80,9 +80,6 @@ def transcribe(
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     timed = output_format != "txt"
-    if timed and engine == "onnx":
-        raise InputError("the onnx engine decodes without timestamps: use engine hf, ct2 or cpp for "
-                         f"--output_format {output_format}")
     if timed and output_dir:
         writable_dir(output_dir)
     model_path = resolve_model(model_path, local_files_only, check=engine == "hf")
@@ -153,10 +150,10 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
         yield utt_id, _joined(segments), segments if timed else []
 
 
-def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, _timed):
+def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
     from transformers import AutoTokenizer
 
-    from egrecho_inner.deploy.onnx_decode import OnnxWhisper
+    from egrecho_inner.deploy.onnx_decode import OnnxWhisper, segments_from_tokens
 
     if num_beams != 1:
         raise InputError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
@@ -165,13 +162,18 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
     num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]
     extractor = make_fbank_extractor(num_mel_bins)
     for utt_id, recording in recordings:
-        # audio over 30 s: consecutive 30 s windows, each decoded on its own (no timestamps)
-        texts = []
-        for window in whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded):
+        # audio over 30 s: consecutive 30 s windows, each decoded on its own (timestamps offset by its start)
+        texts, segments = [], []
+        for i, window in enumerate(whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded)):
             hidden = model.encode(window)
             lang = language or model.detect_language(hidden)[0]
-            texts.append(tokenizer.decode(model.greedy(hidden, model.prompt(lang, task))[0], skip_special_tokens=True))
-        yield utt_id, " ".join(t.strip() for t in texts if t.strip()), []
+            tokens = model.greedy(hidden, model.prompt(lang, task, timestamps=timed), timestamps=timed)[0]
+            if timed:
+                end = min(recording.duration - i * MAX_INPUT_SECONDS, MAX_INPUT_SECONDS)
+                segments += segments_from_tokens(tokens, model.generation, tokenizer.decode, i * MAX_INPUT_SECONDS, end)
+            else:
+                texts.append(tokenizer.decode(tokens, skip_special_tokens=True))
+        yield utt_id, _joined(segments) if timed else " ".join(t.strip() for t in texts if t.strip()), segments
 
 
 def _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):

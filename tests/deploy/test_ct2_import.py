@@ -76,21 +76,17 @@ def test_long_audio_is_transcribed_in_windows(whisper_base, tmp_path):
     assert utt_id == "long" and "fox" in hyp.lower() and "midnight" in hyp.lower(), hyp
 
 
-def test_exports_transcribe_like_the_source(whisper_base, tmp_path):
+def test_exports_transcribe_like_the_source(whisper_base, whisper_base_exports, tmp_path):
     """whisper-base exported back to CTranslate2 (read by faster-whisper) and to ONNX: greedy transcripts
     of generated speech equal the transformers model's."""
-    from egrecho_inner.deploy.export_ct2 import export_ct2
-    from egrecho_inner.deploy.export_onnx import export_onnx
     from egrecho_inner.deploy.transcribe import transcribe
 
-    export_ct2(str(whisper_base), str(tmp_path / "ct2"), quantization="float32")
-    export_onnx(str(whisper_base), str(tmp_path / "onnx"))
     # English the model is sure of: faster-whisper computes its own log-mel features, and on speech the
     # model hesitates over (espeak-ng Vietnamese) their last-digit differences can flip a token
     for i, text in enumerate(["The quick brown fox jumps over the lazy dog.", "I like to read books in the evening."]):
         wav = str(espeak(tmp_path / f"{i}.wav", text, voice="en-us"))
         [(_, hf)] = transcribe(str(whisper_base), [wav], language="en")
         assert len(hf.split()) >= 5, hf
-        for engine, model_dir in [("ct2", tmp_path / "ct2"), ("onnx", tmp_path / "onnx")]:
+        for engine, model_dir in [("ct2", whisper_base_exports["ct2"]), ("onnx", whisper_base_exports["onnx"])]:
             [(_, theirs)] = transcribe(str(model_dir), [wav], engine=engine, language="en")
             assert theirs == hf, (engine, text)

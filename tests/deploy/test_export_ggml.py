@@ -106,12 +106,10 @@ def test_tensor_names():
     assert ggml_name("model.encoder.layer_norm.weight") == "encoder.ln_post.weight"
 
 
-def test_subtitles_agree_across_engines(whisper_base, ggml_base, tmp_path, capsys):
-    """A generated recording of three sentences with pauses: hf, ct2 (faster-whisper) and cpp (whisper.cpp)
-    each give one segment per sentence, starting within 0.3 s of where the sentence was joined in."""
-    from egrecho_inner.deploy.export_ct2 import export_ct2
-
-    export_ct2(str(whisper_base), str(tmp_path / "ct2"), quantization="float32")
+def test_subtitles_agree_across_engines(whisper_base, whisper_base_exports, ggml_base, tmp_path, capsys):
+    """A generated recording of three sentences with pauses: hf, ct2 (faster-whisper), onnx (our loop with the
+    timestamp rules) and cpp (whisper.cpp) each give one segment per sentence, starting within 0.3 s of where
+    the sentence was joined in; onnx's segments are transformers' exactly."""
     clips = [sf.read(espeak(tmp_path / f"s{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
     rate = clips[0][1]
     pause = np.zeros(int(0.6 * rate))
@@ -122,13 +120,16 @@ def test_subtitles_agree_across_engines(whisper_base, ggml_base, tmp_path, capsy
         t += (len(audio) + len(pause)) / rate
     sf.write(tmp_path / "three.wav", np.concatenate(pieces), rate)
     wav = [str(tmp_path / "three.wav")]
-    for engine, model_dir in [("hf", whisper_base), ("ct2", tmp_path / "ct2"), ("cpp", ggml_base)]:
+    found = {}
+    for engine, model_dir in [("hf", whisper_base), ("ct2", whisper_base_exports["ct2"]),
+                              ("onnx", whisper_base_exports["onnx"]), ("cpp", ggml_base)]:
         capsys.readouterr()
         transcribe(str(model_dir), wav, engine=engine, language="en", output_format="json")
-        segments = json.loads(capsys.readouterr().out)["segments"]
+        segments = found[engine] = json.loads(capsys.readouterr().out)["segments"]
         assert len(segments) == 3, (engine, segments)
         assert all(abs(s["start"] - join) <= 0.3 for s, join in zip(segments, starts)), (engine, segments, starts)
         assert wer(ENGLISH, [s["text"] for s in segments]) < 0.25, (engine, segments)
+    assert found["onnx"] == found["hf"]
     transcribe(str(ggml_base), wav, engine="cpp", language="en", output_format="srt", output_dir=str(tmp_path / "subs"))
     assert (tmp_path / "subs/three.srt").read_text().startswith("1\n00:00:00,")
 
