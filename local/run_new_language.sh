@@ -7,11 +7,16 @@
 #   4. LoRA fine-tune adding <|eo|> (row copied from <|es|>), un-padded, with the quick start's English replay
 #      and non-speech cuts; merge; evaluate un-padded with eo, on English (retention) and on non-speech clips
 #   5. the before/after tables                                        (exp/whisper-base/lora_eo/RESULTS.md)
+#   6. with --compare_padding true: the same fine-tune trained padded to 30 s (about an hour more on 2 cores),
+#      evaluated padded, and the two runs side by side                (exp/whisper-base/lora_eo/PADDING.md)
 # Needs the quick start first (bash run.sh): its install, pretrained/whisper-base, the English and non-speech
 # sets and the original model's scores on them (exp/whisper-base/orig). Rerunning reuses finished stages.
-# Usage: bash local/run_new_language.sh
+# Usage: bash local/run_new_language.sh [--compare_padding true]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+compare_padding=false
+help_message="Usage: bash local/run_new_language.sh [--compare_padding true]"
+. local/parse_options.sh
 export HF_HUB_OFFLINE=1
 . local/path.sh   # the recipe's Python env (.venv/ from local/install_deps.sh)
 start=$(date +%s)
@@ -39,18 +44,22 @@ mkdir -p $kaldi/test_as_es && cp $kaldi/test/{wav.scp,text} $kaldi/test_as_es/
   --inputs pretrained/whisper-base $kaldi/test_as_es -- \
   egrecho eval "${eval_opts[@]}" --model_path pretrained/whisper-base --outdir $exp/orig \
     --kaldi_dir $kaldi/test_as_es --gen_args.language es
+train_opts=(--new_language eo --new_language_init es --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2
+            --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1)
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_eo --exp_dir $exp \
-  --train_config config/demo_lora.yaml --stop_stage 0 -- --new_language eo --new_language_init es \
-  --replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2 \
-  --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
-model=$exp/checkpoint-final-lora-merge
-eval_opts+=(--model_path $model --outdir $exp)
-"${stamped[@]}" $exp/.eval-test.stamp.json --outputs $exp/errs-test.json \
-  --inputs $model $fbank/demo_eo_cuts_test.jsonl.gz -- egrecho eval "${eval_opts[@]}" --prefix_name demo_eo
-"${stamped[@]}" $exp/.eval-en.stamp.json --outputs $exp/errs-en.json --inputs $model data/kaldi/en_docs/test -- \
-  egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/en_docs/test --part en
-"${stamped[@]}" $exp/.eval-nonspeech.stamp.json --outputs $exp/errs-nonspeech.json --inputs $model data/kaldi/nonspeech/test -- \
-  egrecho eval "${eval_opts[@]}" --kaldi_dir data/kaldi/nonspeech/test --part nonspeech
+  --train_config config/demo_lora.yaml --stop_stage 0 -- "${train_opts[@]}"
+
+score() {  # the merged model in $1 on the eo test split, English (retention) and non-speech clips, into $1/..
+  local out=$2 model=$1
+  local opts=("${eval_opts[@]}" --model_path $model --outdir $out)
+  "${stamped[@]}" $out/.eval-test.stamp.json --outputs $out/errs-test.json \
+    --inputs $model $fbank/demo_eo_cuts_test.jsonl.gz -- egrecho eval "${opts[@]}" --prefix_name demo_eo
+  "${stamped[@]}" $out/.eval-en.stamp.json --outputs $out/errs-en.json --inputs $model data/kaldi/en_docs/test -- \
+    egrecho eval "${opts[@]}" --kaldi_dir data/kaldi/en_docs/test --part en
+  "${stamped[@]}" $out/.eval-nonspeech.stamp.json --outputs $out/errs-nonspeech.json \
+    --inputs $model data/kaldi/nonspeech/test -- egrecho eval "${opts[@]}" --kaldi_dir data/kaldi/nonspeech/test --part nonspeech
+}
+score $exp/checkpoint-final-lora-merge $exp
 
 python3 local/plot_loss.py --logdir $exp/tensorboard --output $exp/loss.png --title "run_new_language.sh: whisper-base LoRA, eo"
 stats=$(python3 -c "import json; s = json.load(open('$kaldi/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words\")")
@@ -60,3 +69,13 @@ python3 local/write_results.py --name base-lora-eo --model pretrained/whisper-ba
   --nonspeech_original $orig/errs-nonspeech.json --nonspeech_tuned $exp/errs-nonspeech.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
   --notes "New language: Esperanto (eo) proverbs (Debian's fortunes-eo) spoken by espeak-ng; $stats; test voices and speed unseen in training. Before = whisper-base decoding the test split as es (it has no <|eo|>, so its eo language identification is 0 by construction); after = LoRA + <|eo|> (row initialised from <|es|>), un-padded, config/demo_lora.yaml, replay_prob 0.2 (the quick start's English word lists), nospeech_prob 0.1. Retention and non-speech sets: the quick start's."
+
+if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
+  bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_eo --exp_dir ${exp}_padded \
+    --train_config config/demo_lora.yaml --stop_stage 0 -- "${train_opts[@]}" \
+    --remove_whisper_encoder_input_length_restriction false
+  score ${exp}_padded/checkpoint-final-lora-merge ${exp}_padded
+  python3 local/compare_runs.py --runs "[un-padded=$exp, padded to 30 s=${exp}_padded]" \
+    --output $exp/PADDING.md --title "run_new_language.sh --compare_padding true: eo LoRA trained un-padded vs padded" \
+    --notes "Same data (Esperanto proverbs, 20% English replay, 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
+fi
