@@ -190,22 +190,33 @@ def load_manifest_from_kaldi(tmp_path):
     return CutSet.from_manifests(recordings=recordings, supervisions=supervisions).resample(16000)
 
 
-def test_bad_input(prepared_demo, tiny_model, tmp_path):
+def egrecho_in_process(args: list[str], capsys) -> tuple[int, str]:
+    """``egrecho ARGS`` run in this process: exit status and stderr (the console script's one error path)."""
+    from egrecho_inner.cli import main
+
+    capsys.readouterr()
+    try:
+        main(args)
+    except SystemExit as e:  # sys.exit(message): Python would print the message to stderr on the way out
+        message = e.code if isinstance(e.code, str) else ""
+        return (1 if message else e.code or 0), capsys.readouterr().err + message
+    return 0, capsys.readouterr().err
+
+
+def test_bad_input(prepared_demo, tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(prepared_demo)
     cases = [
         (["--model_path", "pretrained/nothing"], "model 'pretrained/nothing': no such dir, and not in the Hugging Face cache"),
         (["--prefix_name", "nope"], "nope_cuts_test.jsonl.gz not found"),
         (["--gen_args.language", "xx"], "gen_args.language: unknown language 'xx'"),
         (["--metric", "ber"], "metric must be one of"),
     ]
-    for extra, message in cases:
-        args = eval_args(tiny_model, tmp_path / "x", *extra)
-        proc = egrecho(*args, cwd=prepared_demo, check=False)
-        assert proc.returncode != 0 and message in proc.stderr, (extra, proc.stderr[-1500:])
-        assert "Traceback" not in proc.stderr
     empty = tmp_path / "empty.jsonl.gz"
     empty.write_bytes(b"")
-    proc = egrecho(*eval_args(tiny_model, tmp_path / "x", "--cuts", str(empty)), cwd=prepared_demo, check=False)
-    assert proc.returncode != 0 and "holds no cuts" in proc.stderr and "Traceback" not in proc.stderr
+    cases.append((["--cuts", str(empty)], "holds no cuts"))
+    for extra, message in cases:
+        code, err = egrecho_in_process(eval_args(tiny_model, tmp_path / "x", *extra), capsys)
+        assert code != 0 and message in err and "Traceback" not in err, (extra, err[-1500:])
 
 
 def test_segment_start_error_with_timestamps(whisper_base, tmp_path):

@@ -1,5 +1,5 @@
-"""egrecho export-ggml checked by whisper.cpp itself (pywhispercpp): whisper-base and a new-language model
-exported by us load and transcribe generated speech as the transformers model does; a tiny model of any
+"""egrecho export-ggml checked by whisper.cpp itself (pywhispercpp): whisper-base and a merged new-language
+fine-tune exported by us load and transcribe generated speech as the transformers model does; a tiny model of any
 shape loads; the cpp engine refuses what this whisper.cpp can't run. And subtitles (egrecho transcribe
 --output_format) from the hf, ct2 and cpp engines on one generated recording."""
 
@@ -37,19 +37,6 @@ def ggml_base(whisper_base, tmp_path_factory) -> Path:
     # vocabulary and tensors give the same size to the byte
     assert Path(ggml_file).stat().st_size == 147_951_465 and ggml_file == str(out / "ggml-model.bin")
     return out
-
-
-def test_whisper_base_transcribes_like_transformers(whisper_base, ggml_base, tmp_path):
-    wavs = [str(espeak(tmp_path / f"{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
-    hf = [text for _, text in transcribe(str(whisper_base), wavs, language="en")]
-    cpp = [text for _, text in transcribe(str(ggml_base), wavs, engine="cpp", language="en")]
-    # whisper.cpp computes its own log-mel features and runs f16 weights: on a word the model hesitates over
-    # the two can differ (either way), so the check is the error rate against the spoken text
-    print(f"WER vs the spoken text: transformers {wer(ENGLISH, hf):.3f}, whisper.cpp {wer(ENGLISH, cpp):.3f}")
-    assert wer(ENGLISH, cpp) <= wer(ENGLISH, hf) + 0.1 and wer(ENGLISH, cpp) < 0.25
-    assert any(a == b for a, b in zip(hf, cpp))
-    [(_, detected)] = transcribe(str(ggml_base), [wavs[2]], engine="cpp")  # language detected
-    assert normalize_text(detected, "en") == normalize_text(cpp[2], "en")
 
 
 def test_merged_new_language_fine_tune(whisper_base, prepared_demo, tmp_path, monkeypatch):
@@ -130,6 +117,7 @@ def test_subtitles_agree_across_engines(whisper_base, whisper_base_exports, ggml
         assert all(abs(s["start"] - join) <= 0.3 for s, join in zip(segments, starts)), (engine, segments, starts)
         assert wer(ENGLISH, [s["text"] for s in segments]) < 0.25, (engine, segments)
     assert found["onnx"] == found["hf"]
-    transcribe(str(ggml_base), wav, engine="cpp", language="en", output_format="srt", output_dir=str(tmp_path / "subs"))
-    assert (tmp_path / "subs/three.srt").read_text().startswith("1\n00:00:00,")
+    transcribe(str(ggml_base), wav, engine="cpp", output_format="srt", output_dir=str(tmp_path / "subs"))  # detected
+    subtitles = (tmp_path / "subs/three.srt").read_text()
+    assert subtitles.startswith("1\n00:00:00,") and "evening" in subtitles.lower()
 
