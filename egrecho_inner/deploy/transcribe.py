@@ -72,7 +72,8 @@ def transcribe(
             un-padded or padded decoding.
         local_files_only: a hub id is looked up in the Hugging Face cache only (false: downloaded if missing).
         output_format: txt (``utt-id<TAB>text`` lines), or timed: srt, vtt or json (one line per utterance:
-            id, text and segments with start, end and text); engines hf, ct2 and cpp give timestamps.
+            id, text and segments with start, end and text), from every engine's timestamps (onnx: Whisper's
+            timestamp rules in our loop; ct2: faster-whisper, so not for un-padded or added-language models).
         output_dir: timed formats: one ``<utt-id>.<format>`` file each there; None: printed.
     """
     if engine not in ENGINES:
