@@ -106,7 +106,7 @@ def load_whisper(name: str, local_files_only: bool = True) -> tuple[WhisperForCo
     path = resolve_model(name, local_files_only)
     model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True)
     processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
-    if path != name:  # a hub id: adapters and logs name the model by it, not by its cache path
+    if not Path(name).expanduser().is_dir():  # a hub id: adapters and logs name it so, not by its cache path
         model.name_or_path = model.config._name_or_path = name
     model.config.forced_decoder_ids = None
     model.generation_config.forced_decoder_ids = None
