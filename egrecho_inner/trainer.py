@@ -87,7 +87,8 @@ def optimizer_cls_and_kwargs(args: TrainArgs) -> Optional[tuple[type, dict]]:
     """What the Trainer builds the optimizer from when it is not one of its own (Lion); None otherwise."""
     if args.optim != LION:
         if args.optim not in {o.value for o in OptimizerNames}:
-            raise InputError(f"optim {args.optim!r} unknown: one of {LION}, " + ", ".join(o.value for o in OptimizerNames))
+            known = ", ".join(o.value for o in OptimizerNames)
+            raise InputError(f"optim {args.optim!r} unknown: one of {LION}, {known}")
         return None
     from lion_pytorch import Lion
 
@@ -118,9 +119,10 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, num_train_epochs=args.num_train_epochs,
         max_steps=args.max_steps, gradient_accumulation_steps=args.gradient_accumulation_steps,
         max_grad_norm=args.max_grad_norm, optim="adamw_torch" if args.optim == LION else args.optim,
-        optim_args=None if args.optim == LION else args.optim_args, logging_steps=args.logging_steps, eval_strategy="steps",
-        eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit, save_on_each_node=args.save_on_each_node, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+        optim_args=None if args.optim == LION else args.optim_args,  # Lion comes from optimizer_cls_and_kwargs
+        logging_steps=args.logging_steps, eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps",
+        save_steps=args.save_steps, save_total_limit=args.save_total_limit, save_on_each_node=args.save_on_each_node,
+        load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, fp16=fp16, bf16=bf16, activation_checkpointing=args.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False}, torch_compile=args.use_compile,
         deepspeed=args.deepspeed, seed=args.seed, report_to=["tensorboard"],
