@@ -225,13 +225,13 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     # load into partitioned parameters (zero.Init), which crashes on Whisper's sinusoidal positions in
     # transformers 5.24. So each process holds the whole model until DeepSpeed partitions it.
     optimizer = optimizer_cls_and_kwargs(args)  # checks optim before any work
+    set_seed(args.seed)  # before loading: the random stream up to the adapters' initialisation stays as it was
     model, processor = load_whisper(args.base_model, args.local_files_only)
     if args.new_language:
         add_language(model, processor.tokenizer, args.new_language, args.new_language_init)
 
-    # 2. Arguments, seed, distributed state.
+    # 2. Arguments, distributed state.
     training_args = training_arguments(args)
-    set_seed(args.seed)
     state = PartialState(cpu=training_args.use_cpu)
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     output_dir = Path(args.output_dir)
