@@ -48,8 +48,8 @@ class TrainArgs(DataArgs):
     gradient_accumulation_steps: int = 1
     """batches per optimizer step"""
     max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    """an HF Trainer optimizer (adamw_torch, adamw_torch_fused, adafactor, sgd, ...) or lion (the lion-pytorch
+    optim: str = "adamw_torch_fused"
+    """an HF Trainer optimizer (HF's default adamw_torch_fused, adamw_torch, adafactor, sgd, ...) or lion (the lion-pytorch
     package, CPU and GPU; HF's own lion_* need bitsandbytes). Lion wants a 3-10x smaller learning_rate"""
     optim_args: Optional[str] = None
     """the optimizer's extra arguments, "key=value,..." (lion: beta1, beta2, decoupled_weight_decay)"""
