@@ -1,24 +1,24 @@
 """Whisper decoding shared by ``egrecho eval`` and ``egrecho transcribe``: options, batched
 generation grouped by language, un-padded generation, and audio over 30 s.
 
-Audio over 30 s: a model trained on 30 s inputs gets Hugging Face's sequential long-form decoding
-(timestamps, seeking); an un-padded model gets consecutive 30 s windows decoded as one batch, the
-last window un-padded."""
+Audio over 30 s: sequential long-form decoding (``egrecho_inner.seeking``): windows of 30 s decoded
+with timestamps, each starting where the last complete segment of the one before ended; an un-padded
+model decodes a window shorter than 30 s (the last one) at its own length."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.features import pad_to_longest, pad_to_whisper_input, padding_value
+from egrecho_inner.features import pad_to_whisper_input
 from egrecho_inner.new_language import generate_language
+from egrecho_inner.seeking import LongFormResult, seek_decode
 from egrecho_inner.unpadded import frame_mask
 
 
@@ -76,8 +76,12 @@ def generate_batch(model, features: torch.Tensor, attention_mask: Optional[torch
         encoder_outputs = model.get_encoder()(features)
         id_to_token = {i: token for token, i in model.generation_config.lang_to_id.items()}
         detected = [id_to_token[int(i)] for i in model.detect_language(encoder_outputs=encoder_outputs)]
+        # one window, one decoding: with timestamps generate would otherwise seek inside the window itself,
+        # decoding the encoder output it was handed once more after the window's last complete segment
+        # (its output then starts with the prompt)
+        once = {"force_unique_generate_call": True} if kwargs.get("return_timestamps") else {}
         out = model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                             language=generate_language(language) if language else detected, **kwargs)
+                             language=generate_language(language) if language else detected, **once, **kwargs)
     return out, [token[2:-2] for token in detected]
 
 
@@ -99,16 +103,6 @@ def transcribe_batch(model, processor, features, languages: list, kwargs: dict, 
     return texts, detected
 
 
-def long_form_text(model, processor, features: torch.Tensor, attention_mask: torch.Tensor, language: Optional[str],
-                   kwargs: dict) -> str:
-    """Hugging Face's sequential long-form decoding (timestamps, seeking) of one input over 30 s."""
-    with torch.inference_mode():
-        out = model.generate(features, attention_mask=attention_mask, language=generate_language(language),
-                             **{**kwargs, "return_timestamps": True})
-    sequences = out["sequences"] if isinstance(out, dict) else out
-    return processor.batch_decode(sequences, skip_special_tokens=True)[0].strip()
-
-
 def whisper_windows(feats: torch.Tensor, unpadded: bool = False) -> list[np.ndarray]:
     """``(T, n_mels)`` features cut into consecutive 30 s windows, each ``(1, n_mels, T_w)`` and decoded on
     its own (engines without a frame mask): padded to 3000 frames as if it were a file of its own, or, for
@@ -120,51 +114,50 @@ def whisper_windows(feats: torch.Tensor, unpadded: bool = False) -> list[np.ndar
     return windows
 
 
-def unpadded_windows(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(T, n_mels)`` features as consecutive 30 s windows ``(W, n_mels, T_w)`` for an un-padded model:
-    ``T_w`` is 3000 when there are several windows, else the (even) length of the only one; the last
-    window's padding is masked in the frame mask ``(W, T_w)``."""
-    return pad_to_longest(feats.split(N_FRAMES))
-
-
-def long_form_input(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Un-truncated ``(T, n_mels)`` features padded to whole 30 s windows ``(1, n_mels, T')``, and their
-    frame mask, for Hugging Face's sequential long-form decoding."""
-    total = math.ceil(feats.shape[0] / N_FRAMES) * N_FRAMES
-    padded = torch.full((total, feats.shape[1]), padding_value(feats))
-    padded[: feats.shape[0]] = feats
-    mask = torch.zeros(1, total, dtype=torch.long)
-    mask[0, : feats.shape[0]] = 1
-    return padded.T.unsqueeze(0), mask
-
-
 def transcribe_features(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict,
                         unpadded: bool, device, dtype: torch.dtype = torch.float32) -> str:
-    """Text of one utterance's ``(T, n_mels)`` features of any length, decoded the way the model was trained."""
-    if unpadded:
-        windows, mask = unpadded_windows(feats)
-        texts, _ = transcribe_batch(model, processor, windows.to(device, dtype), [language] * len(windows), kwargs,
-                                    mask.to(device), unpadded=True)
-        return " ".join(t for t in texts if t)
+    """Text of one utterance's ``(T, n_mels)`` features of any length, decoded the way the model was trained;
+    over 30 s sequentially, window by window (``egrecho_inner.seeking``)."""
     if feats.shape[0] > N_FRAMES:
-        padded, mask = long_form_input(feats)
-        return long_form_text(model, processor, padded.to(device, dtype), mask.to(device), language, kwargs)
-    padded = pad_to_whisper_input(feats)[None]
-    return transcribe_batch(model, processor, padded.to(device, dtype), [language], kwargs)[0][0]
+        return long_form(model, processor, feats, language, kwargs, unpadded, device, dtype).text
+    length = feats.shape[0] + feats.shape[0] % 2 if unpadded else N_FRAMES
+    mask = torch.zeros(1, length, dtype=torch.long)
+    mask[0, : feats.shape[0]] = 1
+    padded = pad_to_whisper_input(feats, length)[None]
+    return transcribe_batch(model, processor, padded.to(device, dtype), [language], kwargs,
+                            mask.to(device) if unpadded else None, unpadded)[0][0]
 
 
-def timed_segments(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict, device,
-                   dtype: torch.dtype = torch.float32) -> list[tuple[float, float, str]]:
-    """(start, end, text) segments of one utterance's ``(T, n_mels)`` features of any length: ``generate``
-    with timestamps, sequential long-form decoding over 30 s (each window seeks to its last timestamp)."""
-    if feats.shape[0] > N_FRAMES:
-        padded, mask = long_form_input(feats)
-    else:
-        padded = pad_to_whisper_input(feats)[None]
-        mask = torch.ones(1, N_FRAMES, dtype=torch.long)
-    with torch.inference_mode():
-        out = model.generate(padded.to(device, dtype), attention_mask=mask.to(device),
-                             language=generate_language(language),
-                             **{**kwargs, "return_timestamps": True, "return_segments": True})
-    return [(float(s["start"]), float(s["end"]), processor.decode(s["tokens"], skip_special_tokens=True).strip())
-            for s in out["segments"][0]]
+def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool, device,
+                   dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], list[int]]:
+    """``(T_w, n_mels)`` window up to 30 s -> the tokens ``generate`` gives it with timestamps (no prompt, no
+    end-of-text): padded to 30 s, or at its own length for an un-padded model. ``language`` None: detected
+    on the first window and kept for the rest, as Whisper does."""
+    state = {"language": language}
+    eos = model.generation_config.eos_token_id
+    timestamp_begin = model.generation_config.no_timestamps_token_id + 1
+
+    def decode(window: torch.Tensor) -> list[int]:
+        length = window.shape[0] + window.shape[0] % 2 if unpadded else N_FRAMES
+        mask = torch.zeros(1, length, dtype=torch.long, device=device)
+        mask[0, : window.shape[0]] = 1
+        features = pad_to_whisper_input(window, length)[None].to(device, dtype)
+        with torch.inference_mode():
+            out, detected = generate_batch(model, features, mask if unpadded else None, unpadded, state["language"],
+                                           **{**kwargs, "return_timestamps": True})
+        state["language"] = state["language"] or detected[0]
+        tokens = (out["sequences"] if isinstance(out, dict) else out)[0].tolist()
+        while tokens and eos <= tokens[0] < timestamp_begin:  # the prompt: start of transcript, language, task
+            tokens.pop(0)
+        return [t for t in tokens if t != eos]
+
+    return decode
+
+
+def long_form(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict, unpadded: bool,
+              device, dtype: torch.dtype = torch.float32) -> LongFormResult:
+    """Timed segments of one utterance's ``(T, n_mels)`` features of any length (sequential decoding with
+    timestamps, ``egrecho_inner.seeking``) and whether each window came out well formed."""
+    decode = window_decoder(model, language, kwargs, unpadded, device, dtype)
+    return seek_decode(feats, decode, lambda ids: processor.decode(ids, skip_special_tokens=True),
+                       model.generation_config.no_timestamps_token_id + 1)

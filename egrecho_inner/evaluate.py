@@ -23,14 +23,15 @@ from tqdm import tqdm
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.decode import GenArgs, generate_kwargs, timed_segments, transcribe_batch, transcribe_features
+from egrecho_inner.decode import GenArgs, generate_kwargs, long_form, transcribe_batch
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import check_mel_bins, load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
 from egrecho_inner.model import load_whisper, resolve_model
 from egrecho_inner.new_language import model_languages
-from egrecho_inner.quality import quality_fields, segment_start_errors_ms, timing_fields
+from egrecho_inner.quality import quality_fields, segment_start_errors_ms, timing_fields, window_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
+from egrecho_inner.seeking import LongFormResult
 from egrecho_inner.text import resolve_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
@@ -121,7 +122,11 @@ def evaluate(
     if not (from_audio or on_the_fly_feats):
         check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
                        model_path)
-    hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part)
+    # cuts over 30 s, and with timestamps cuts of several reference segments: sequentially, with timestamps
+    timed = {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS
+             or (gen_args.return_timestamps and sum(bool(s.text) for s in c.supervisions) > 1)}
+    hyps = decoder.transcribe_cuts(cutset, timed, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers,
+                                   part)
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
     result = totals.rates()
@@ -134,9 +139,10 @@ def evaluate(
     expected = {c.id: None if c.id in nonspeech else language_of(c) for c in cutset}
     result.update(quality_fields(hyps, nonspeech, expected, decoder.detected))
     if gen_args.return_timestamps:  # references with times: several supervisions in a cut
-        timed = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
-        errors = [e for c in timed for e in decoder.segment_start_errors(c, from_audio or on_the_fly_feats)]
-        result.update(timing_fields(errors, len(timed)))
+        with_times = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
+        errors = [e for c in with_times for e in decoder.segment_start_errors(c)]
+        result.update(timing_fields(errors, len(with_times)))
+    result.update(window_fields(decoder.windows_well_formed))
     out = Path(outdir)
     with atomic_path(out / f"recogs-{part}.txt") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -195,7 +201,9 @@ class Decoder:
 
     unpadded: bool = False
     seconds: float = 0.0
-    detected: dict = field(default_factory=dict)  # cut id -> language detected from its audio (cuts up to 30 s)
+    detected: dict = field(default_factory=dict)  # cut id -> language detected from its audio (batched cuts)
+    segments: dict = field(default_factory=dict)  # cut id -> (start, end, text) segments (long-form cuts)
+    windows_well_formed: list = field(default_factory=list)  # per window decoded in long form
 
     @contextlib.contextmanager
     def _clock(self):
@@ -209,30 +217,27 @@ class Decoder:
             return transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
                                     self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
 
-    def _timed_long(self, feats, language) -> str:
+    def _long_form(self, feats, language) -> LongFormResult:
         with self._clock():
-            return transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
-                                       self.device, self.dtype)
+            return long_form(self.model, self.processor, feats, language, self.kwargs, self.unpadded, self.device,
+                             self.dtype)
 
-    def segment_start_errors(self, cut, from_audio: bool) -> list[float]:
-        """ms from each reference segment's start in ``cut`` to the nearest decoded segment's: a second, timed
-        decoding of the cut (not counted in the RTF)."""
-        extractor = make_fbank_extractor(self.model.config.num_mel_bins) if from_audio else None
-        segments = timed_segments(self.model, self.processor, load_cut_features(cut, extractor),
-                                  self.language_of(cut), self.kwargs, self.device, self.dtype)
+    def segment_start_errors(self, cut) -> list[float]:
+        """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded
+        with timestamps only)."""
         references = [s.start for s in cut.supervisions if s.text]
-        return segment_start_errors_ms(references, [start for start, _, _ in segments])
+        return segment_start_errors_ms(references, [start for start, _, _ in self.segments[cut.id]])
 
-    def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
-                        num_workers: int, part: str) -> dict[str, str]:
-        """Hypotheses by cut id: cuts up to 30 s in batches, longer ones one by one in long form."""
+    def transcribe_cuts(self, cutset: CutSet, timed: set[str], from_audio: bool, max_cuts: int,
+                        max_duration: Optional[float], num_workers: int, part: str) -> dict[str, str]:
+        """Hypotheses by cut id: the ``timed`` cuts one by one, sequentially with timestamps (their segments
+        kept in ``segments``, their windows' form in ``windows_well_formed``), the others in batches."""
         num_mel_bins = self.model.config.num_mel_bins
-        short = cutset.filter(lambda c: c.duration <= MAX_INPUT_SECONDS).to_eager()
-        long = cutset.filter(lambda c: c.duration > MAX_INPUT_SECONDS).to_eager()
+        batched = cutset.filter(lambda c: c.id not in timed).to_eager()
         hyps = {}
-        if len(short):
-            by_id = {c.id: c for c in short}
-            loader = LhotseLoader(SimpleCutSampler(short, max_cuts=max_cuts, max_duration=max_duration),
+        if len(batched):
+            by_id = {c.id: c for c in batched}
+            loader = LhotseLoader(SimpleCutSampler(batched, max_cuts=max_cuts, max_duration=max_duration),
                                   WhisperDataset(None, on_the_fly_feats=from_audio, num_mel_bins=num_mel_bins,
                                                  unpadded=self.unpadded), num_workers)
             for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
@@ -241,8 +246,10 @@ class Decoder:
                 hyps.update(zip(batch["cut_ids"], texts))
                 self.detected.update(zip(batch["cut_ids"], detected))
         extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
-        for cut in tqdm(long, desc=f"eval {part} (over 30 s)", unit="cut"):
-            hyps[cut.id] = self._timed_long(load_cut_features(cut, extractor), self.language_of(cut))
+        for cut in tqdm(cutset.filter(lambda c: c.id in timed).to_eager(), desc=f"eval {part} (long form)", unit="cut"):
+            found = self._long_form(load_cut_features(cut, extractor), self.language_of(cut))
+            hyps[cut.id], self.segments[cut.id] = found.text, found.segments
+            self.windows_well_formed += found.windows_well_formed
         return hyps
 
 

@@ -72,3 +72,12 @@ def timing_fields(errors_ms: list[float], cuts: int) -> dict:
     median = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
     return {"segment_start_error_ms": {"median": round(median, 1), "p90": round(p90, 1),
                                        "segments": len(ordered), "cuts": cuts}}
+
+
+def window_fields(well_formed: list[bool]) -> dict:
+    """``timestamp_windows``: how many 30 s windows were decoded sequentially with timestamps (cuts over
+    30 s, or with several reference segments) and the share whose timestamps were well formed
+    (``egrecho_inner.seeking``); none when no cut was."""
+    if not well_formed:
+        return {}
+    return {"timestamp_windows": {"windows": len(well_formed), "well_formed": _share(sum(well_formed), len(well_formed))}}

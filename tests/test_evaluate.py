@@ -122,7 +122,7 @@ def test_long_audio_transcribed_and_missing_text_counted(tiny_model, tmp_path):
     assert result["num_utts"] == 2 and result["audio_seconds"] > 30
     rows = recogs(tmp_path / "exp/recogs-test.txt")
     assert set(rows) == {"long-0", "short-1"} and rows["long-0"]["REF"].startswith("chúng tôi")
-    assert "over 30 s" in proc.stderr  # the long-form progress bar ran
+    assert "(long form)" in proc.stderr  # the long-form progress bar ran
 
     cuts = CutSet.from_cuts(list(load_manifest_from_kaldi(tmp_path)))
     cuts[0].supervisions[0].text = None  # no reference (an empty string would mean non-speech)
@@ -249,6 +249,7 @@ def test_segment_start_error_with_timestamps(whisper_base, tmp_path):
     assert timing["segments"] == 3 and timing["cuts"] == 1
     assert timing["median"] <= 200 and timing["p90"] <= 400, timing
     assert result["error_rate"] < 0.25
+    assert result["timestamp_windows"] == {"windows": 1, "well_formed": 1.0}  # one window: the recording is 12 s
     assert json.loads((tmp_path / "exp/errs-test.json").read_text())["segment_start_error_ms"] == timing
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from lhotse import CutSet, Recording, load_manifest
 from transformers import WhisperForConditionalGeneration
@@ -24,7 +23,6 @@ from egrecho_inner.decode import (
     generate_kwargs,
     transcribe_batch,
     transcribe_features,
-    unpadded_windows,
 )
 from egrecho_inner.deploy.export_ct2 import export_ct2
 from egrecho_inner.deploy.export_onnx import export_onnx
@@ -128,20 +126,25 @@ def test_mixed_batch_decodes_like_each_alone(unpadded_model, wavs, num_beams, la
     assert frames_seen == [longest] and longest < N_FRAMES  # the encoder ran on the batch's length, not 3000
     alone = [transcribe_features(model, processor, f, language, kwargs, unpadded=True, device="cpu") for f in feats]
     assert together == alone and all(together)
-    alone_detected = [transcribe_batch(model, processor, *unpadded_windows(f)[:1], [language], kwargs,
-                                       unpadded_windows(f)[1], unpadded=True)[1][0] for f in feats]
+    alone_detected = [transcribe_batch(model, processor, pad_to_longest([f])[0], [language], kwargs,
+                                       pad_to_longest([f])[1], unpadded=True)[1][0] for f in feats]
     assert detected == alone_detected
 
 
-def test_long_audio_unpadded_windows(unpadded_model, wavs, tmp_path):
-    """40 s: a 30 s window and an un-padded 10 s one, each decoded as if it were its own file."""
-    audio, sr = sf.read(wavs[2])
-    long = np.tile(audio, int(np.ceil(40 * sr / len(audio))))[: 40 * sr]
-    for name, part in (("long", long), ("first", long[: 30 * sr]), ("rest", long[30 * sr :])):
-        sf.write(tmp_path / f"{name}.wav", part, sr)
-    whole, first, rest = (transcribe(str(unpadded_model), [str(tmp_path / f"{n}.wav")], language="vi")[0][1]
-                          for n in ("long", "first", "rest"))
-    assert whole == f"{first} {rest}" and rest
+def test_long_audio_unpadded_windows(unpadded_model, wavs):
+    """40 s: decoded sequentially in windows (seeking.py); every window but the last is 30 s, the last one,
+    shorter, runs un-padded at its own length."""
+    model, processor = load_whisper(str(unpadded_model))
+    model.eval()
+    enable_unpadded_inputs(model)
+    frames_seen = []
+    model.get_encoder().register_forward_pre_hook(lambda module, args: frames_seen.append(args[0].shape[-1]))
+    feats = fbank(wavs[2])
+    feats = feats.repeat(int(np.ceil(4000 / feats.shape[0])), 1)[:4000]  # 40 s
+    kwargs = generate_kwargs(GenArgs(max_new_tokens=12), processor, "cpu")
+    text = transcribe_features(model, processor, feats, "vi", kwargs, unpadded=True, device="cpu")
+    assert frames_seen[0] == N_FRAMES and set(frames_seen[:-1]) == {N_FRAMES} and frames_seen[-1] < N_FRAMES
+    assert text
 
 
 def test_exports_decode_unpadded_like_transformers(unpadded_model, wavs, tmp_path):

@@ -140,25 +140,3 @@ def timestamp_rules(logits: np.ndarray, generated: list[list[int]], generation: 
     force = stamp_logprob > logprobs[:, :begin].max(-1)
     logits[force, :begin] = -np.inf
     return logits
-
-
-def segments_from_tokens(tokens: list[int], generation: dict, decode, offset: float = 0.0,
-                         window_end: float = 30.0) -> list[tuple[float, float, str]]:
-    """(start, end, text) segments of a timestamped token sequence (times plus ``offset``); text after the last
-    timestamp ends at ``window_end``."""
-    begin = generation["no_timestamps_token_id"] + 1
-    step = 0.02
-    segments, start, text, last = [], None, [], 0.0
-    for token in tokens:
-        if token < begin:
-            text.append(token)
-            continue
-        last = (token - begin) * step
-        if start is not None and text:
-            segments.append((offset + start, offset + last, decode(text).strip()))
-            start, text = None, []
-        else:
-            start = last
-    if text:  # no closing timestamp: from the last one to the window's end
-        segments.append((offset + (last if start is None else start), offset + window_end, decode(text).strip()))
-    return [s for s in segments if s[2]]

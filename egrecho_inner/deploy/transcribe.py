@@ -11,7 +11,7 @@ import torch
 from lhotse import Recording
 
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
-from egrecho_inner.decode import GenArgs, generate_kwargs, timed_segments, transcribe_features, whisper_windows
+from egrecho_inner.decode import GenArgs, generate_kwargs, long_form, transcribe_features, whisper_windows
 from egrecho_inner.deploy.subtitles import OUTPUT_FORMATS, render
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
@@ -19,6 +19,7 @@ from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
+from egrecho_inner.seeking import seek_decode
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
 
@@ -119,12 +120,10 @@ def _hf_decoder(model_path, recordings, language, task, num_beams, device, _comp
         enable_unpadded_inputs(model)
     extractor = make_fbank_extractor(model.config.num_mel_bins)
     kwargs = generate_kwargs(GenArgs(task=task, num_beams=num_beams), processor, device)
-    if timed and unpadded:
-        log.warning("timestamps are decoded padded to 30 s windows (un-padded decoding has none yet)")
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
         if timed:
-            segments = timed_segments(model, processor, feats, language, kwargs, device)
+            segments = long_form(model, processor, feats, language, kwargs, unpadded, device).segments
             yield utt_id, _joined(segments), segments
         else:
             yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device), []
@@ -154,7 +153,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
 def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
     from transformers import AutoTokenizer
 
-    from egrecho_inner.deploy.onnx_decode import OnnxWhisper, segments_from_tokens
+    from egrecho_inner.deploy.onnx_decode import OnnxWhisper
 
     if num_beams != 1:
         raise InputError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
@@ -162,19 +161,32 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]
     extractor = make_fbank_extractor(num_mel_bins)
+    timestamp_begin = model.generation["no_timestamps_token_id"] + 1
     for utt_id, recording in recordings:
-        # audio over 30 s: consecutive 30 s windows, each decoded on its own (timestamps offset by its start)
-        texts, segments = [], []
-        for i, window in enumerate(whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded)):
-            hidden = model.encode(window)
-            lang = language or model.detect_language(hidden)[0]
-            tokens = model.greedy(hidden, model.prompt(lang, task, timestamps=timed), timestamps=timed)[0]
-            if timed:
-                end = min(recording.duration - i * MAX_INPUT_SECONDS, MAX_INPUT_SECONDS)
-                segments += segments_from_tokens(tokens, model.generation, tokenizer.decode, i * MAX_INPUT_SECONDS, end)
-            else:
-                texts.append(tokenizer.decode(tokens, skip_special_tokens=True))
-        yield utt_id, _joined(segments) if timed else " ".join(t.strip() for t in texts if t.strip()), segments
+        feats = load_cut_features(recording.to_cut(), extractor)
+        if timed or recording.duration > MAX_INPUT_SECONDS:  # sequential, window by window (seeking.py)
+            found = seek_decode(feats, _onnx_window_decoder(model, language, task, unpadded),
+                                lambda ids: tokenizer.decode(ids, skip_special_tokens=True), timestamp_begin)
+            yield utt_id, found.text, found.segments if timed else []
+            continue
+        (window,) = whisper_windows(feats, unpadded)
+        hidden = model.encode(window)
+        tokens = model.greedy(hidden, model.prompt(language or model.detect_language(hidden)[0], task))[0]
+        yield utt_id, tokenizer.decode(tokens, skip_special_tokens=True).strip(), []
+
+
+def _onnx_window_decoder(model, language, task, unpadded):
+    """A window's timestamped tokens from the onnx model (``seeking.seek_decode``'s ``decode_window``);
+    ``language`` None: detected on the first window and kept."""
+    state = {"language": language}
+
+    def decode(window):
+        (features,) = whisper_windows(window, unpadded)
+        hidden = model.encode(features)
+        state["language"] = state["language"] or model.detect_language(hidden)[0]
+        return model.greedy(hidden, model.prompt(state["language"], task, timestamps=True), timestamps=True)[0]
+
+    return decode
 
 
 def _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):

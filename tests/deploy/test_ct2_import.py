@@ -3,6 +3,7 @@ CTranslate2 on the same features."""
 
 from __future__ import annotations
 
+import json
 
 import ctranslate2
 import numpy as np
@@ -64,16 +65,39 @@ def test_greedy_tokens_equal_ctranslate2(whisper_base, tmp_path, language, text)
         assert "lazy dog" in processor.decode(ours)
 
 
-def test_long_audio_is_transcribed_in_windows(whisper_base, tmp_path):
-    """Over 30 s: decoded window by window (long-form), so the end of the audio is not cut off."""
+def test_long_audio_word_across_30_s_survives(whisper_base, whisper_base_exports, tmp_path):
+    """Over 30 s: decoded sequentially (seeking.py), so the end of the audio is not cut off and words spoken
+    across the 30 s mark is decoded whole, in the window that starts where the segment before it ended:
+    the hf engine and the onnx engine (our own decoding loop) alike."""
+    import soundfile as sf
+
     from egrecho_inner.deploy.transcribe import transcribe
 
-    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 5 + ["I like to read books in the evening."] * 4
-                    + ["Finally, the museum closes at midnight."])
-    wav = espeak(tmp_path / "long.wav", text, voice="en-us", speed=120)
-    assert Recording.from_file(wav).duration > 30
-    [(utt_id, hyp)] = transcribe(str(whisper_base), [str(wav)], language="en")
-    assert utt_id == "long" and "fox" in hyp.lower() and "midnight" in hyp.lower(), hyp
+    rate, pieces = 16000, []
+
+    def say(text: str) -> np.ndarray:
+        wav = espeak(tmp_path / "piece.wav", text, voice="en-us", speed=120)
+        return Recording.from_file(wav).resample(rate).load_audio()[0]
+
+    pause = np.zeros(int(0.5 * rate), dtype=np.float32)
+    for text in ["The quick brown fox jumps over the lazy dog.", "I like to read books in the evening."] * 6:
+        audio = say(text)
+        if sum(map(len, pieces)) + len(audio) + len(pause) > 28.5 * rate:
+            break
+        pieces += [audio, pause]
+    word = say("Thank you very much.")
+    pieces.append(np.zeros(int(30.0 * rate) - len(word) // 2 - sum(map(len, pieces)), dtype=np.float32))
+    word_start = sum(map(len, pieces)) / rate
+    pieces += [word, pause, say("Finally, the museum closes at noon.")]
+    sf.write(tmp_path / "long.wav", np.concatenate(pieces), rate)
+    assert word_start < 29.9 and word_start + len(word) / rate > 30.1  # the phrase spans the 30 s mark
+    for engine, model_dir in [("hf", whisper_base), ("onnx", whisper_base_exports["onnx"])]:
+        [(utt_id, hyp)] = transcribe(str(model_dir), [str(tmp_path / "long.wav")], engine=engine, language="en",
+                                     output_format="json", output_dir=str(tmp_path / engine))
+        segments = json.loads((tmp_path / engine / "long.json").read_text())["segments"]
+        assert "fox" in hyp.lower() and "noon" in hyp.lower(), (engine, hyp)
+        across = [s for s in segments if "thank you" in s["text"].lower()]
+        assert len(across) == 1 and across[0]["start"] < 30.0 < across[0]["end"], (engine, segments)
 
 
 def test_exports_transcribe_like_the_source(whisper_base, whisper_base_exports, tmp_path):

@@ -30,7 +30,7 @@ def test_timestamp_rules_match_transformers(whisper_tokenizer):
     from transformers import GenerationConfig
     from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
 
-    from egrecho_inner.deploy.onnx_decode import segments_from_tokens, timestamp_rules
+    from egrecho_inner.deploy.onnx_decode import timestamp_rules
     from egrecho_inner.model import whisper_generation_config
 
     config = whisper_generation_config(whisper_tokenizer)
@@ -49,7 +49,3 @@ def test_timestamp_rules_match_transformers(whisper_tokenizer):
                 theirs = processor(torch.tensor([prompt + seq]), torch.from_numpy(logits[row:row + 1].copy()))[0]
                 assert np.array_equal(np.isinf(ours[row]), np.isinf(theirs.numpy()))
                 assert np.allclose(ours[row][~np.isinf(ours[row])], theirs.numpy()[~np.isinf(theirs.numpy())])
-    decode = lambda ids: "w" * len(ids)  # noqa: E731
-    tokens = [begin, 1, 2, begin + 100, begin + 100, 3, begin + 150, 4]
-    assert segments_from_tokens(tokens, generation, decode, offset=30.0, window_end=5.0) == [
-        (30.0, 32.0, "ww"), (32.0, 33.0, "w"), (33.0, 35.0, "w")]
