@@ -9,6 +9,9 @@ Writes ``<output_dir>/<prefix>_cuts_<part>.jsonl.gz`` and the features under
 ``<output_dir>/<prefix>_feats_<part>/`` (lilcom_chunky). Audio is resampled to 16 kHz. With
 ``--perturb_speed true`` the train part also gets 0.9 and 1.1 speed copies (ids ``..._sp0.9``).
 With ``--on_the_fly_feats true`` only the cuts are written; features are computed at batch time.
+Recordings with Kaldi ``segments`` give one cut per segment, or with ``--pack_segments true`` windows of
+up to 30 s of consecutive segments, each cut holding its segments as supervisions (``egrecho_inner.windows``:
+what long-form decoding sees, trained with ``timestamp_probability``).
 Each part leaves a stamp (``.<prefix>_cuts_<part>.stamp.json``: its manifests' hashes and the options);
 a rerun skips a part whose stamp matches and redoes one whose manifests or options changed.
 """
@@ -26,17 +29,21 @@ from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
 from egrecho_inner.storage import compute_and_store, cuts_stamp, write_cuts
 from egrecho_inner.utils import run_cli
+from egrecho_inner.windows import pack_segments as pack_windows
 
 
-def make_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
-    """One 16 kHz cut per supervision of ``<prefix>_{recordings,supervisions}_<part>.jsonl``."""
+def make_cuts(manifest_dir: Path, prefix: str, part: str, pack: bool = False) -> CutSet:
+    """16 kHz cuts of ``<prefix>_{recordings,supervisions}_<part>.jsonl``: one per supervision, or with
+    ``pack`` windows of up to 30 s of consecutive supervisions of a recording."""
     paths = [manifest_dir / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
     for path in paths:
         if not path.is_file():
             raise MissingInputError(f"{path} not found; run prepare.sh stage 1 (kaldi2mani) first")
     recordings, supervisions = RecordingSet.from_file(paths[0]), SupervisionSet.from_file(paths[1])
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-    if len(supervisions) > len(recordings):  # Kaldi segments: several utterances per recording
+    if pack:
+        cuts = pack_windows(cuts)
+    elif len(supervisions) > len(recordings):  # Kaldi segments: several utterances per recording
         cuts = cuts.trim_to_supervisions(keep_overlapping=False)
     return cuts.resample(SAMPLING_RATE)
 
@@ -49,6 +56,7 @@ def compute_fbank_subset(
     num_mel_bins: int = 80,
     perturb_speed: bool = False,
     on_the_fly_feats: bool = False,
+    pack_segments: bool = False,
     nj: int = 1,
 ) -> None:
     """Write cuts (and features) for each part.
@@ -61,6 +69,7 @@ def compute_fbank_subset(
         num_mel_bins: 80 (Whisper v1/v2) or 128 (large-v3).
         perturb_speed: add 0.9x and 1.1x copies of the train part.
         on_the_fly_feats: write cuts without features.
+        pack_segments: windows of up to 30 s of consecutive segments instead of one cut per segment.
         nj: parallel processes.
     """
     extractor = make_fbank_extractor(num_mel_bins)
@@ -69,7 +78,7 @@ def compute_fbank_subset(
         feats_dir = Path(output_dir) / f"{prefix}_feats_{part}"
         inputs = [Path(manifest_dir) / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
         options = {"num_mel_bins": num_mel_bins, "on_the_fly_feats": on_the_fly_feats,
-                   "perturb_speed": perturb_speed and part == "train"}
+                   "perturb_speed": perturb_speed and part == "train", **({"pack_segments": True} if pack_segments else {})}
         current = fingerprint(inputs, options)
         reason = stale_reason(cuts_stamp(cuts_path), current, [cuts_path] + ([] if on_the_fly_feats else [feats_dir]))
         if reason is None:
@@ -77,7 +86,7 @@ def compute_fbank_subset(
             continue
         logging.info("%s: computing cuts (%s)", part, reason)
         cuts_stamp(cuts_path).unlink(missing_ok=True)
-        cuts = make_cuts(Path(manifest_dir), prefix, part)
+        cuts = make_cuts(Path(manifest_dir), prefix, part, pack_segments)
         if perturb_speed and part == "train":
             logging.info("%s: adding 0.9x and 1.1x speed perturbed copies", part)
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
