@@ -60,7 +60,7 @@ class DataArgs:
     language: Optional[str] = None
     """language of cuts whose supervision names none"""
     task: str = "transcribe"
-    timestamp_probability: float = 0.0
+    timestamp_probability: float = 0.5
     """share of cuts labelled with their segments' times (<|0.00|> text <|2.40|>) instead of <|notimestamps|>,
     so the fine-tune keeps predicting timestamps (long-form decoding, subtitles); 0: none, as the original"""
     replay: list[str] = field(default_factory=list)

@@ -54,6 +54,12 @@ def comparison_table(runs: list[tuple[str, Path]]) -> list[str]:
         for key, label in QUALITY_ROWS:
             if any(e[part].get(key) is not None for e in errs):
                 rows.append((f"{label} (%), {part}", [_cell(e[part].get(key)) for e in errs]))
+        if any("timestamp_windows" in e[part] for e in errs):
+            rows.append((f"30 s windows with well-formed timestamps (%), {part}",
+                         [_cell(e[part].get("timestamp_windows", {}).get("well_formed")) for e in errs]))
+        if any("segment_start_error_ms" in e[part] for e in errs):
+            rows.append((f"segment-start error, median (ms), {part}",
+                         [str(e[part].get("segment_start_error_ms", {}).get("median", "n/a")) for e in errs]))
         rows.append((f"decoded, {part}", ["un-padded" if e[part].get("unpadded") else "padded to 30 s" for e in errs]))
     header = ["| | " + " | ".join(name for name, _ in runs) + " |", "| :----- |" + " ---: |" * len(runs)]
     return header + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]

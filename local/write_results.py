@@ -7,11 +7,13 @@ Usage:
         --output exp/whisper-base/RESULTS.md [--wall_seconds 1500] [--notes "..."] \
         [--retention_original exp/whisper-base/orig/errs-en.json --retention_tuned exp/whisper-base/lora/errs-en.json] \
         [--nonspeech_original exp/whisper-base/orig/errs-nonspeech.json --nonspeech_tuned ...] [--loss_curve loss.png]
+        [--longform_original exp/whisper-base/orig/errs-long.json --longform_tuned exp/whisper-base/lora/errs-long.json]
 
 The first table is the original recipe's (WER before and after on the target test set); the second
 puts next to it what else the fine-tune changed: WER on a language it did not target (retention),
 language identification on both, text written on non-speech clips and runaway repetition (the fields
-of ``egrecho_inner.quality``).
+of ``egrecho_inner.quality``); the third, long-form decoding of recordings that join the test utterances:
+its WER against the short-form one, well-formed timestamp windows and segment-start error.
 """
 
 from __future__ import annotations
@@ -57,6 +59,33 @@ def side_effects_table(before: dict, after: dict, retention: Optional[tuple[dict
     return lines + [f"| {label} | {_rate(a)} | {_rate(b)} |" for label, a, b in rows]
 
 
+def long_form_table(short: tuple[dict, dict], long: tuple[dict, dict]) -> list[str]:
+    """Markdown rows, original and fine-tuned: WER of the long recordings decoded in long form next to the
+    same utterances' short-form WER, the well-formed share of the 30 s windows decoded and the
+    segment-start error against the recordings' Kaldi segments."""
+    def relative(s: dict, lf: dict) -> str:
+        return f"{100 * (lf['error_rate'] / s['error_rate'] - 1):+.1f}%" if s["error_rate"] else "n/a"
+
+    def windows(e: dict) -> str:
+        w = e.get("timestamp_windows")
+        return f"{100 * w['well_formed']:.1f} (of {w['windows']})" if w else "n/a"
+
+    def starts(e: dict) -> str:
+        t = e.get("segment_start_error_ms")
+        return f"{t['median']:.0f} / {t['p90']:.0f}" if t else "n/a"
+
+    metric = long[1]["metric"].upper()
+    rows = [(f"{metric} (%), long form ({long[1]['num_utts']} recordings, {long[1]['audio_seconds']:.0f} s)",
+             _percent(long[0]["error_rate"]), _percent(long[1]["error_rate"])),
+            (f"{metric} (%), short form (the same utterances one by one)",
+             _percent(short[0]["error_rate"]), _percent(short[1]["error_rate"])),
+            ("long form against short form, relative", relative(short[0], long[0]), relative(short[1], long[1])),
+            ("30 s windows with well-formed timestamps (%)", windows(long[0]), windows(long[1])),
+            ("segment-start error, median / p90 (ms)", starts(long[0]), starts(long[1]))]
+    lines = ["| long recordings | original | fine-tuned |", "| :----- | ---: | ---: |"]
+    return lines + [f"| {label} | {a} | {b} |" for label, a, b in rows]
+
+
 def _load(path: Optional[str]) -> Optional[dict]:
     return json.loads(Path(path).read_text()) if path else None
 
@@ -65,7 +94,8 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
                   wall_seconds: Optional[float] = None, notes: str = "",
                   retention_original: Optional[str] = None, retention_tuned: Optional[str] = None,
                   nonspeech_original: Optional[str] = None, nonspeech_tuned: Optional[str] = None,
-                  loss_curve: Optional[str] = None) -> str:
+                  loss_curve: Optional[str] = None, longform_original: Optional[str] = None,
+                  longform_tuned: Optional[str] = None) -> str:
     """Render and save the table; returns it.
 
     Args:
@@ -81,6 +111,9 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         nonspeech_original: errs-<part>.json of the original on non-speech clips.
         nonspeech_tuned: the same for the fine-tuned model.
         loss_curve: a picture to link under the tables (path relative to the output's dir).
+        longform_original: errs-<part>.json of the original on long recordings of the test utterances (eval
+            with ``gen_args.return_timestamps``).
+        longform_tuned: the same for the fine-tuned model.
     """
     from safetensors import safe_open
 
@@ -103,6 +136,8 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         pair = lambda a, b: (_load(a), _load(b)) if a and b else None  # noqa: E731
         lines += [""] + side_effects_table(before, after, pair(retention_original, retention_tuned),
                                            pair(nonspeech_original, nonspeech_tuned))
+    if longform_original and longform_tuned:
+        lines += [""] + long_form_table((before, after), (_load(longform_original), _load(longform_tuned)))
     if loss_curve:
         lines += ["", f"![training and validation loss]({loss_curve})"]
     if wall_seconds is not None:
