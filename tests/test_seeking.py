@@ -56,3 +56,39 @@ def test_pack_segments_windows():
     assert [[s.id for s in w.supervisions] for w in windows] == [["u0", "u1", "u2", "u3"], ["u4"], ["u5"]]
     assert [(w.start, w.duration) for w in windows] == [(0.0, 29.75), (29.75, 4.25), (40.0, 31.0)]
     assert [(s.start, s.end) for s in windows[1].supervisions] == [(0.25, 3.25)]
+
+
+def test_long_recordings_packed_into_labelled_windows(tmp_path, whisper_tokenizer):
+    """make_long_recordings.py joins utterances into a recording with Kaldi segments; kaldi2mani and
+    compute_fbank_subset --pack_segments (prepare.sh's stages 1 and 3) turn it into windows of up to 30 s,
+    each labelled with one timestamp pair per segment, in order."""
+    from lhotse import load_manifest
+
+    from egrecho_inner.dataset import WhisperLabeler
+    from tests.conftest import RECIPE_DIR, espeak, run_script, write_kaldi_dir
+
+    texts = ["xin chào các bạn", "hôm nay trời đẹp quá", "chúng ta đi học", "tôi thích đọc sách",
+             "mẹ nấu cơm ở nhà", "bố đi làm mỗi sáng", "em bé ngủ rất ngon", "trời mưa to quá"]
+    utts = {f"u{i}": (str(espeak(tmp_path / f"u{i}.wav", f"{t}, {t}", speed=100)), f"{t}, {t}", "vi")
+            for i, t in enumerate(texts)}
+    write_kaldi_dir(tmp_path / "kaldi/train", utts)
+    run_script(str(RECIPE_DIR / "local/make_long_recordings.py"), "--kaldi_dir", str(tmp_path / "kaldi/train"),
+               "--out_dir", str(tmp_path / "long/train"), "--per_recording", "8")
+    assert len((tmp_path / "long/train/segments").read_text().splitlines()) == 8
+    run_script(str(RECIPE_DIR / "local/kaldi2mani.py"), "--kaldi_dir", str(tmp_path / "long"), "--prefix", "x",
+               "--parts", "train", "--output_dir", str(tmp_path / "manifests"))
+    run_script(str(RECIPE_DIR / "local/compute_fbank_subset.py"), "--manifest_dir", str(tmp_path / "manifests"),
+               "--prefix", "x", "--parts", "train", "--output_dir", str(tmp_path / "fbank"), "--pack_segments", "true")
+    windows = list(load_manifest(tmp_path / "fbank/x_cuts_train.jsonl.gz"))
+    total = sum(float(line.split()[3]) - float(line.split()[2])
+                for line in (tmp_path / "long/train/segments").read_text().splitlines())
+    assert len(windows) >= 2 and all(w.duration <= 30.0 for w in windows) and total > 30.0
+    assert sorted(s.id for w in windows for s in w.supervisions) == sorted(utts)  # every segment, once
+    labeler = WhisperLabeler(whisper_tokenizer, timestamp_probability=1.0)
+    begin = whisper_tokenizer.convert_tokens_to_ids("<|0.00|>")
+    for window in windows:
+        assert window.load_features().shape[0] == round(window.duration * 100)
+        stamps = [(t - begin) * 0.02 for t in labeler(window) if t >= begin]
+        expected = [x for s in sorted(window.supervisions, key=lambda s: s.start) for x in (s.start, s.end)]
+        assert len(stamps) == 2 * len(window.supervisions) and stamps == sorted(stamps)
+        assert all(abs(a - b) <= 0.011 for a, b in zip(stamps, expected))
