@@ -122,11 +122,10 @@ def evaluate(
     if not (from_audio or on_the_fly_feats):
         check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
                        model_path)
-    # cuts over 30 s, and with timestamps cuts of several reference segments: sequentially, with timestamps
-    timed = {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS
-             or (gen_args.return_timestamps and sum(bool(s.text) for s in c.supervisions) > 1)}
-    hyps = decoder.transcribe_cuts(cutset, timed, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers,
-                                   part)
+    # with timestamps, cuts of several reference segments are decoded like those over 30 s: sequentially
+    timed = {c.id for c in cutset if gen_args.return_timestamps and sum(bool(s.text) for s in c.supervisions) > 1}
+    hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part,
+                                   timed)
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
     result = totals.rates()
@@ -228,11 +227,13 @@ class Decoder:
         references = [s.start for s in cut.supervisions if s.text]
         return segment_start_errors_ms(references, [start for start, _, _ in self.segments[cut.id]])
 
-    def transcribe_cuts(self, cutset: CutSet, timed: set[str], from_audio: bool, max_cuts: int,
-                        max_duration: Optional[float], num_workers: int, part: str) -> dict[str, str]:
-        """Hypotheses by cut id: the ``timed`` cuts one by one, sequentially with timestamps (their segments
-        kept in ``segments``, their windows' form in ``windows_well_formed``), the others in batches."""
+    def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
+                        num_workers: int, part: str, timed: frozenset[str] = frozenset()) -> dict[str, str]:
+        """Hypotheses by cut id: cuts over 30 s and the ``timed`` ones one by one, sequentially with timestamps
+        (their segments kept in ``segments``, their windows' form in ``windows_well_formed``), the others in
+        batches."""
         num_mel_bins = self.model.config.num_mel_bins
+        timed = set(timed) | {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS}
         batched = cutset.filter(lambda c: c.id not in timed).to_eager()
         hyps = {}
         if len(batched):
