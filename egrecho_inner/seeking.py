@@ -74,7 +74,12 @@ class LongFormResult:
 
     @property
     def text(self) -> str:
-        return " ".join(text for _, _, text in self.segments if text)
+        return joined_text(self.segments)
+
+
+def joined_text(segments: list[Segment]) -> str:
+    """The text of timed segments, joined by single spaces."""
+    return " ".join(text.strip() for _, _, text in segments if text.strip())
 
 
 def seek_decode(feats: torch.Tensor, decode_window: Callable[[torch.Tensor], list[int]],

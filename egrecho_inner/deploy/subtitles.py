@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-Segment = tuple[float, float, str]  # start and end in seconds from the start of the audio, text
+from egrecho_inner.seeking import Segment, joined_text
+
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")
 
 
@@ -28,7 +29,7 @@ def to_vtt(segments: list[Segment]) -> str:
 
 def to_json(utt_id: str, segments: list[Segment]) -> str:
     """One line: the id, the whole text and the segments with start, end (seconds) and text."""
-    return json.dumps({"id": utt_id, "text": " ".join(t.strip() for _, _, t in segments).strip(),
+    return json.dumps({"id": utt_id, "text": joined_text(segments),
                        "segments": [{"start": round(s, 3), "end": round(e, 3), "text": t.strip()}
                                     for s, e, t in segments]}, ensure_ascii=False)
 

@@ -18,8 +18,8 @@ from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
+from egrecho_inner.seeking import joined_text, seek_decode
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
-from egrecho_inner.seeking import seek_decode
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
 
@@ -107,10 +107,6 @@ def transcribe(
     return results
 
 
-def _joined(segments) -> str:
-    return " ".join(text.strip() for _, _, text in segments if text.strip())
-
-
 def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
     from egrecho_inner.model import load_whisper
 
@@ -124,7 +120,7 @@ def _hf_decoder(model_path, recordings, language, task, num_beams, device, _comp
         feats = load_cut_features(recording.to_cut(), extractor)
         if timed:
             segments = long_form(model, processor, feats, language, kwargs, unpadded, device).segments
-            yield utt_id, _joined(segments), segments
+            yield utt_id, joined_text(segments), segments
         else:
             yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device), []
 
@@ -147,7 +143,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
                                     without_timestamps=not timed, vad_filter=False, condition_on_previous_text=False,
                                     temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
         segments = [(s.start, s.end, s.text.strip()) for s in found]
-        yield utt_id, _joined(segments), segments if timed else []
+        yield utt_id, joined_text(segments), segments if timed else []
 
 
 def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
@@ -239,4 +235,4 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
             found = model.transcribe(audio, language=language or "",
                                      no_timestamps=not timed and recording.duration <= MAX_INPUT_SECONDS)
         segments = [(s.t0 / 100, s.t1 / 100, s.text.strip()) for s in found]  # whisper.cpp counts 10 ms steps
-        yield utt_id, _joined(segments), segments if timed else []
+        yield utt_id, joined_text(segments), segments if timed else []
