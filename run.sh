@@ -10,8 +10,9 @@
 #      and long recordings joining the test utterances with pauses, Kaldi segments giving each one's place
 #                                                                    (make_long_recordings.py)
 #   5. evaluate the original model on the four sets                  (egrecho eval)
-#   6. LoRA fine-tune un-padded, with 20% English replay, 10% non-speech cuts and half the cuts labelled with
-#      timestamps (timestamp_probability 0.5), merge, evaluate again
+#   6. LoRA fine-tune un-padded, with 20% English replay, 10% non-speech cuts, 10% windows of up to 30 s of
+#      the training utterances joined (several utterances each) and half the cuts labelled with timestamps
+#      (timestamp_probability 0.5), merge, evaluate again
 #                                                                    (finetune.sh, config/demo_lora.yaml)
 #      (each model is decoded the way it was trained: the original padded to 30 s, the fine-tune un-padded)
 #   7. the loss curve and the before/after tables                    (exp/whisper-base/RESULTS.md)
@@ -50,10 +51,13 @@ demo_data() {  # demo_data OUT_DIR SENTENCE_FILE|- OPTIONS...: remade when its t
 demo_data $kaldi/demo data/text/vi.txt --languages vi --num_train 800 --num_val 20 --num_test 60
 demo_data $kaldi/demo_en - --languages en --num_train 200 --num_val 0 --num_test 0
 demo_data $kaldi/en_docs data/text/en.txt --languages en --num_train 0 --num_val 0 --num_test 40
-# long-form test: 8 test utterances per recording (about 40 s), 0.3-0.9 s pauses
-"${stamped[@]}" $kaldi/demo_long/test/.stamp.json --outputs $kaldi/demo_long/test \
-  --inputs local/make_long_recordings.py $kaldi/demo/test -- \
-  python3 local/make_long_recordings.py --kaldi_dir $kaldi/demo/test --out_dir $kaldi/demo_long/test --per_recording 8
+# long recordings, 8 utterances each (about 40 s), 0.3-0.9 s pauses: of the test split for the long-form
+# test; of the train split for training windows of up to 30 s (prepare.sh --pack_segments true)
+for part in train test; do
+  "${stamped[@]}" $kaldi/demo_long/$part/.stamp.json --outputs $kaldi/demo_long/$part \
+    --inputs local/make_long_recordings.py $kaldi/demo/$part -- \
+    python3 local/make_long_recordings.py --kaldi_dir $kaldi/demo/$part --out_dir $kaldi/demo_long/$part --per_recording 8
+done
 for split in "train 60 1" "test 24 0"; do  # non-speech clips: other clips (seeds) for training and for the test
   read -r part clips seed <<< "$split"
   "${stamped[@]}" $kaldi/nonspeech/.$part.stamp.json --outputs $kaldi/nonspeech/$part --inputs local/make_nonspeech_data.py -- \
@@ -61,6 +65,7 @@ for split in "train 60 1" "test 24 0"; do  # non-speech clips: other clips (seed
 done
 bash prepare.sh --kaldi_dir $kaldi/demo --prefix demo_vi --nj 2
 bash prepare.sh --kaldi_dir $kaldi/demo_en --prefix demo_en --parts train --stop_stage 3 --nj 2
+bash prepare.sh --kaldi_dir $kaldi/demo_long --prefix demo_vi_long --parts train --pack_segments true --stop_stage 3 --nj 2
 bash prepare.sh --kaldi_dir $kaldi/nonspeech --prefix nonspeech --parts train --keep_empty_text true --stop_stage 3
 fbank=data/fbank_whisper80
 
@@ -82,7 +87,7 @@ score() {  # score MODEL_DIR OUT_DIR: each set re-scored when the model, the set
       --gen_args.return_timestamps true --gen_args.max_new_tokens 440
 }
 score pretrained/whisper-base $exp/orig
-mix_opts=(--replay "[$fbank/demo_en_cuts_train.jsonl.gz]" --replay_prob 0.2
+mix_opts=(--replay "[$fbank/demo_en_cuts_train.jsonl.gz, $fbank/demo_vi_long_cuts_train.jsonl.gz]" --replay_prob "[0.2, 0.1]"
           --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1)
 bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora \
   --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}"
@@ -95,7 +100,7 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --longform_original $exp/orig/errs-long.json --longform_tuned $exp/lora/errs-long.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
-  --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words, {100 * s['test_word_pair_oov_rate']:.1f}% of its word pairs\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/en_docs/test/text) English test utterances (espeak-ng, natural sentences of Debian's New Maintainers' Guide; the $(wc -l < $kaldi/demo_en/train/text) replayed in training come from word lists). Long recordings: the $(wc -l < $kaldi/demo_long/test/wav.scp) of make_long_recordings.py, each joining 8 test utterances with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/demo_lora.yaml, timestamp_probability 0.5, replay_prob 0.2 (English), nospeech_prob 0.1 ($(wc -l < $kaldi/nonspeech/train/text) training clips, other than the $(wc -l < $kaldi/nonspeech/test/text) scored)."
+  --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words, {100 * s['test_word_pair_oov_rate']:.1f}% of its word pairs\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/en_docs/test/text) English test utterances (espeak-ng, natural sentences of Debian's New Maintainers' Guide; the $(wc -l < $kaldi/demo_en/train/text) replayed in training come from word lists). Long recordings: the $(wc -l < $kaldi/demo_long/test/wav.scp) of make_long_recordings.py, each joining 8 test utterances with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/demo_lora.yaml, timestamp_probability 0.5, replay_prob 0.2 (English) and 0.1 (windows of up to 30 s packed from long recordings of the training utterances, prepare.sh --pack_segments true), nospeech_prob 0.1 ($(wc -l < $kaldi/nonspeech/train/text) training clips, other than the $(wc -l < $kaldi/nonspeech/test/text) scored)."
 
 if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
   bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora_padded \
@@ -104,7 +109,7 @@ if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the in
   score $exp/lora_padded/checkpoint-final-lora-merge $exp/lora_padded
   python3 local/compare_runs.py --runs "[un-padded=$exp/lora, padded to 30 s=$exp/lora_padded]" \
     --output $exp/PADDING.md --title "run.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
-    --notes "Same data (config/demo_lora.yaml with 20% English replay and 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
+    --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
 fi
 if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut labelled with timestamps
   bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp_dir $exp/lora_no_timestamps \
@@ -112,6 +117,6 @@ if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut l
   score $exp/lora_no_timestamps/checkpoint-final-lora-merge $exp/lora_no_timestamps
   python3 local/compare_runs.py --runs "[timestamp_probability 0.5=$exp/lora, 0 (no timestamps)=$exp/lora_no_timestamps]" \
     --output $exp/TIMESTAMPS.md --title "run.sh --compare_timestamps true: whisper-base LoRA with and without timestamp labels" \
-    --notes "Same data (config/demo_lora.yaml with 20% English replay and 10% non-speech), steps and seed; only timestamp_probability differs (0: every label ends the prompt with <|notimestamps|>, as the original recipe trains). long: the test utterances joined 8 to a recording, decoded sequentially with timestamps; test: the same utterances one by one. The original model's figures: RESULTS.md."
+    --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; only timestamp_probability differs (0: every label ends the prompt with <|notimestamps|>, as the original recipe trains). long: the test utterances joined 8 to a recording, decoded sequentially with timestamps; test: the same utterances one by one. The original model's figures: RESULTS.md."
 fi
 echo "tensorboard --logdir $exp/lora/tensorboard"

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import torch
 from lhotse import CutSet, load_manifest_lazy
@@ -66,8 +66,8 @@ class DataArgs:
     replay: list[str] = field(default_factory=list)
     """cut manifests of other data (e.g. another language) mixed into training so the model keeps it,
     each cut with its own transcript and language"""
-    replay_prob: float = 0.2
-    """share of training cuts drawn from the replay manifests"""
+    replay_prob: Union[float, list[float]] = 0.2
+    """share of training cuts drawn from the replay manifests (split equally), or one share per manifest"""
     nospeech_cuts: Optional[str] = None
     """a cut manifest of non-speech clips (noise, silence; empty transcripts: prepare.sh --keep_empty_text)"""
     nospeech_prob: float = 0.0
@@ -169,7 +169,7 @@ def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
     """
     train = load_cuts(args, "train")
     hint = "the {} cut manifest (README: Keeping other languages and silence)"
-    extras = [(read_cuts(path, hint.format("replay")), args.replay_prob / len(args.replay)) for path in args.replay]
+    extras = [(read_cuts(path, hint.format("replay")), share) for path, share in zip(args.replay, replay_shares(args))]
     if args.nospeech_cuts and args.nospeech_prob > 0:
         extras.append((read_cuts(args.nospeech_cuts, hint.format("nospeech")).map(_as_nonspeech), args.nospeech_prob))
     if not extras:
@@ -182,6 +182,15 @@ def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
              ", ".join(f"{path} {share:.2f}" for path, (_, share) in zip(args.replay + [args.nospeech_cuts], extras)))
     return CutSet.mux(train, *(cuts.repeat() for cuts, _ in extras),
                       weights=[main_share] + [share for _, share in extras], seed=seed, stop_early=True)
+
+
+def replay_shares(args: DataArgs) -> list[float]:
+    """The training share of each replay manifest: ``replay_prob`` split equally, or as listed."""
+    if not isinstance(args.replay_prob, (list, tuple)):
+        return [args.replay_prob / len(args.replay)] * len(args.replay)
+    if len(args.replay_prob) != len(args.replay):
+        raise InputError(f"replay_prob lists {len(args.replay_prob)} shares for {len(args.replay)} replay manifests")
+    return list(args.replay_prob)
 
 
 def _as_nonspeech(cut):

@@ -135,6 +135,13 @@ def test_replay_and_nonspeech_mix(tmp_path, whisper_tokenizer):
     english = next(c for c in mixed if c.id.startswith("replay"))
     assert labeler(english)[:2] == ids(["<|startoftranscript|>", "<|en|>"])
     assert whisper_tokenizer.decode(labeler(english)[4:-1]) == "good morning"
+    other = manifest("other", range(30), "good night", "en")  # one share per manifest
+    two = list(training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[replay, other],
+                                      replay_prob=[0.25, 0.05])))
+    kinds = [c.id.split("-")[0] for c in two]
+    assert abs(kinds.count("replay") / len(two) - 0.25) < 0.06 and abs(kinds.count("other") / len(two) - 0.05) < 0.03
+    with pytest.raises(ValueError, match="2 replay manifests"):
+        training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[replay, other], replay_prob=[0.2]))
     with pytest.raises(ValueError, match="add up to less than 1"):
         training_cuts(DataArgs(manifest_dir=str(tmp_path), prefix_name="main", replay=[replay], replay_prob=0.95,
                                nospeech_cuts=nonspeech, nospeech_prob=0.1))
