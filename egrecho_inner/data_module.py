@@ -38,6 +38,9 @@ class DataArgs:
     """cuts per batch (per process)"""
     max_duration: Optional[float] = None
     """or: seconds of audio per batch"""
+    shar: bool = False
+    """read the train part from Lhotse Shar shards (<manifest_dir>/<prefix>_shar_train/, prepare.sh --shar true):
+    sequentially, shard by shard in a seeded shuffled order, never the whole manifest at once"""
     bucketing_sampler: bool = True
     """group cuts of similar duration (DynamicBucketingSampler)"""
     num_buckets: int = 30
@@ -89,10 +92,28 @@ def read_cuts(path: Pathlike, missing_hint: str) -> CutSet:
     return cuts
 
 
-def load_cuts(args: DataArgs, part: str) -> CutSet:
-    """The lazily read cuts of one part, or a clear error if the manifest is missing or empty."""
+def load_cuts(args: DataArgs, part: str, seed: int = 42, cuts_only: bool = False) -> CutSet:
+    """The lazily read cuts of one part, or a clear error if the manifest is missing or empty. With ``shar``
+    the train part comes from its Shar shards (``cuts_only``: without reading the features' tar files)."""
+    if args.shar and part == "train":
+        return read_shar(Path(args.manifest_dir) / f"{args.prefix_name}_shar_{part}", seed, cuts_only)
     return read_cuts(cuts_path(args, part),
                      f"run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)")
+
+
+def read_shar(shar_dir: Path, seed: int, cuts_only: bool = False) -> CutSet:
+    """Lazily read Shar shards in a shuffled order (the same on every rank and epoch, so a resumed run
+    fast-forwards through the same batches); cuts are shuffled within the sampler's buffer each epoch."""
+    shards = sorted(shar_dir.glob("cuts.*.jsonl.gz"))
+    if not shards:
+        raise MissingInputError(f"{shar_dir} holds no Shar shards (cuts.*.jsonl.gz): run prepare.sh --shar true")
+    fields = {"cuts": [str(p) for p in shards]}
+    if not cuts_only:
+        for field in ("features", "recording"):
+            tars = sorted(shar_dir.glob(f"{field}.*.tar"))
+            if tars:
+                fields[field] = [str(p) for p in tars]
+    return CutSet.from_shar(fields=fields, shuffle_shards=True, stateful_shuffle=False, seed=seed)
 
 
 class LhotseLoader:
@@ -104,15 +125,17 @@ class LhotseLoader:
     on, without loading them, and without repeating any cut of the epoch.
     """
 
-    def __init__(self, sampler: CutSampler, dataset: WhisperDataset, num_workers: int):
+    def __init__(self, sampler: CutSampler, dataset: WhisperDataset, num_workers: int,
+                 counter: Optional[CutSampler] = None):
         self.sampler, self.dataset, self.num_workers = sampler, dataset, num_workers
+        self.counter = counter or sampler  # a sampler making the same batches from lighter cuts, for __len__
         self._length: Optional[int] = None
         self._skip = 0
 
     def __len__(self) -> int:
         if self._length is None:
-            self.sampler.set_epoch(self.sampler.epoch)
-            self._length = sum(1 for _ in self.sampler)
+            self.counter.set_epoch(self.sampler.epoch)
+            self._length = sum(1 for _ in self.counter)
         return self._length
 
     def set_epoch(self, epoch: int) -> None:
@@ -161,13 +184,14 @@ def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, r
     return SimpleCutSampler(cuts, **common)
 
 
-def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
-    """The train part, with ``replay`` and ``nospeech_cuts`` mixed in at their shares when set.
+def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False) -> CutSet:
+    """The train part, with ``replay`` and ``nospeech_cuts`` mixed in at their shares when set (``cuts_only``:
+    Shar shards read without their features, for counting batches).
 
     Extra manifests repeat endlessly and the mix stops when the train part is used up, so an epoch holds
     every training cut once plus the extras in proportion (``replay_prob`` + ``nospeech_prob`` < 1).
     """
-    train = load_cuts(args, "train")
+    train = load_cuts(args, "train", seed, cuts_only)
     hint = "the {} cut manifest (README: Keeping other languages and silence)"
     extras = [(read_cuts(path, hint.format("replay")), share) for path, share in zip(args.replay, replay_shares(args))]
     if args.nospeech_cuts and args.nospeech_prob > 0:
@@ -186,6 +210,8 @@ def training_cuts(args: DataArgs, seed: int = 42) -> CutSet:
 
 def replay_shares(args: DataArgs) -> list[float]:
     """The training share of each replay manifest: ``replay_prob`` split equally, or as listed."""
+    if not args.replay:
+        return []
     if not isinstance(args.replay_prob, (list, tuple)):
         return [args.replay_prob / len(args.replay)] * len(args.replay)
     if len(args.replay_prob) != len(args.replay):
@@ -215,7 +241,11 @@ def train_loader(
                              cut_transforms=cut_transforms, spec_augment=spec_augment,
                              unpadded=args.remove_whisper_encoder_input_length_restriction)
     sampler = make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed)
-    return LhotseLoader(sampler, dataset, args.num_workers)
+    counter = None
+    if args.shar:  # batches counted on the cuts alone: counting must not read every feature shard
+        counter = make_sampler(training_cuts(args, seed, cuts_only=True).filter(TrainingCutFilter(labeler)), args,
+                               shuffle=True, world_size=world_size, rank=rank, seed=seed)
+    return LhotseLoader(sampler, dataset, args.num_workers, counter)
 
 
 def eval_loader(

@@ -1,6 +1,8 @@
 """Compute features for a CutSet and store them as ``<feats_dir>/feats-<job>.lca`` (lilcom_chunky),
 writing the cut manifest atomically; ``cuts_stamp`` names the stamp (``egrecho_inner.stamps``) that the
-callers write once a part is complete, so reruns skip finished work and redo changed work."""
+callers write once a part is complete, so reruns skip finished work and redo changed work. ``write_shar``
+writes a part as Lhotse Shar shards (cuts and their features or audio side by side in tar files), for
+corpora read sequentially in shards rather than through one manifest and random access to feature files."""
 
 from __future__ import annotations
 
@@ -62,3 +64,20 @@ def write_cuts(cuts: CutSet, cuts_path: Pathlike) -> None:
     """Write a cut manifest atomically."""
     with atomic_path(cuts_path) as tmp:
         cuts.to_file(tmp)
+
+
+def write_shar(cuts: CutSet, shar_dir: Pathlike, shard_size: int = 1000, audio: bool = False) -> dict:
+    """Write ``cuts`` as Lhotse Shar shards into ``shar_dir`` (replaced whole, via a temporary dir): per shard
+    ``cuts.NNNNNN.jsonl.gz`` and ``features.NNNNNN.tar`` (the stored features re-encoded by lilcom: one more
+    quantisation, at most 1/64 on the log-mel scale), or with ``audio`` ``recording.NNNNNN.tar``
+    (flac) instead, for features computed at batch time. Returns lhotse's field -> shard paths."""
+    shar_dir = Path(shar_dir)
+    tmp = shar_dir.with_name(shar_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fields = {"recording": "flac"} if audio else {"features": "lilcom"}
+    # the audio stays where it is (the cuts still name it) unless asked for: no warning about that
+    written = cuts.to_shar(tmp, fields=fields, shard_size=shard_size, warn_unused_fields=False)
+    shutil.rmtree(shar_dir, ignore_errors=True)
+    tmp.rename(shar_dir)
+    return {field: [str(shar_dir / Path(p).name) for p in paths] for field, paths in written.items()}

@@ -11,7 +11,9 @@ Writes ``<output_dir>/<prefix>_cuts_<part>.jsonl.gz`` and the features under
 With ``--on_the_fly_feats true`` only the cuts are written; features are computed at batch time.
 Recordings with Kaldi ``segments`` give one cut per segment, or with ``--pack_segments true`` windows of
 up to 30 s of consecutive segments, each cut holding its segments as supervisions (``egrecho_inner.windows``:
-what long-form decoding sees, trained with ``timestamp_probability``).
+what long-form decoding sees, trained with ``timestamp_probability``). With ``--shar true`` each part is also
+written as Lhotse Shar shards, ``<output_dir>/<prefix>_shar_<part>/`` (features, or with on-the-fly
+features the audio), which training reads lazily with ``shar: true``.
 Each part leaves a stamp (``.<prefix>_cuts_<part>.stamp.json``: its manifests' hashes and the options);
 a rerun skips a part whose stamp matches and redoes one whose manifests or options changed.
 """
@@ -27,7 +29,7 @@ from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
-from egrecho_inner.storage import compute_and_store, cuts_stamp, write_cuts
+from egrecho_inner.storage import compute_and_store, cuts_stamp, write_cuts, write_shar
 from egrecho_inner.utils import run_cli
 from egrecho_inner.windows import pack_segments as pack_windows
 
@@ -57,6 +59,8 @@ def compute_fbank_subset(
     perturb_speed: bool = False,
     on_the_fly_feats: bool = False,
     pack_segments: bool = False,
+    shar: bool = False,
+    shar_shard_size: int = 1000,
     nj: int = 1,
 ) -> None:
     """Write cuts (and features) for each part.
@@ -70,17 +74,22 @@ def compute_fbank_subset(
         perturb_speed: add 0.9x and 1.1x copies of the train part.
         on_the_fly_feats: write cuts without features.
         pack_segments: windows of up to 30 s of consecutive segments instead of one cut per segment.
+        shar: also write the part as Lhotse Shar shards.
+        shar_shard_size: cuts per Shar shard.
         nj: parallel processes.
     """
     extractor = make_fbank_extractor(num_mel_bins)
     for part in [p.strip() for p in parts.split(",") if p.strip()]:
         cuts_path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
         feats_dir = Path(output_dir) / f"{prefix}_feats_{part}"
+        shar_dir = Path(output_dir) / f"{prefix}_shar_{part}"
         inputs = [Path(manifest_dir) / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
         options = {"num_mel_bins": num_mel_bins, "on_the_fly_feats": on_the_fly_feats,
-                   "perturb_speed": perturb_speed and part == "train", **({"pack_segments": True} if pack_segments else {})}
+                   "perturb_speed": perturb_speed and part == "train", **({"pack_segments": True} if pack_segments else {}),
+                   **({"shar_shard_size": shar_shard_size} if shar else {})}
         current = fingerprint(inputs, options)
-        reason = stale_reason(cuts_stamp(cuts_path), current, [cuts_path] + ([] if on_the_fly_feats else [feats_dir]))
+        outputs = [cuts_path] + ([] if on_the_fly_feats else [feats_dir]) + ([shar_dir] if shar else [])
+        reason = stale_reason(cuts_stamp(cuts_path), current, outputs)
         if reason is None:
             logging.info("%s: cuts up to date (%s), skipping", part, cuts_stamp(cuts_path))
             continue
@@ -94,6 +103,9 @@ def compute_fbank_subset(
             write_cuts(cuts, cuts_path)
         else:
             cuts = compute_and_store(cuts, extractor, feats_dir, cuts_path, nj)
+        if shar:
+            shards = write_shar(cuts, shar_dir, shar_shard_size, audio=on_the_fly_feats)
+            logging.info("%s: wrote %d Shar shards to %s", part, len(shards["cuts"]), shar_dir)
         write_stamp(cuts_stamp(cuts_path), current)
         logging.info("%s: wrote %d cuts to %s", part, len(cuts), cuts_path)
 

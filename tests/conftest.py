@@ -124,9 +124,10 @@ def whisper_base_exports(whisper_base, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def prepared_demo(demo_corpus, tmp_path_factory) -> Path:
-    """A recipe dir whose data/fbank_whisper80 holds demo_vi cuts with features (12 train cuts)."""
+    """A recipe dir whose data/fbank_whisper80 holds demo_vi cuts with features (12 train cuts), each part
+    also as Shar shards of 5 cuts."""
     work = tmp_path_factory.mktemp("prepared")
     proc = run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", str(demo_corpus), "--prefix", "demo_vi",
-                      "--stop_stage", "3", cwd=work)
+                      "--stop_stage", "3", "--shar", "true", "--shar_shard_size", "5", cwd=work)
     assert library_warnings(proc.stdout + proc.stderr) == []
     return work

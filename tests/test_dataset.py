@@ -172,3 +172,32 @@ def test_timestamp_labels_of_a_two_segment_window(whisper_tokenizer, tiktoken_en
     near = text_cut("near", " a" * 444, "en")  # 448 labels without timestamps, 449 with
     kept = CutSet.from_cuts([near]).filter(TrainingCutFilter(WhisperLabeler(whisper_tokenizer, timestamp_probability=1.0)))
     assert len(kept.to_eager()) == 0 and len(WhisperLabeler(whisper_tokenizer).label_ids(near, False)) - 1 == 448
+
+
+def test_shar_training_reads_the_same_cuts_and_features(prepared_demo, whisper_tokenizer, monkeypatch):
+    """prepare.sh --shar true wrote the train part as shards of 5 cuts; training with ``shar: true`` delivers
+    every cut once per epoch with the features stored in the lilcom dir (to lilcom's precision), in as many batches as it counts
+    (counted from the cuts alone)."""
+    from egrecho_inner.data_module import DataArgs, train_loader
+
+    monkeypatch.chdir(prepared_demo)  # the lilcom manifests name their feature files relative to it
+    fbank = prepared_demo / "data/fbank_whisper80"
+    assert len(list((fbank / "demo_vi_shar_train").glob("features.*.tar"))) == 3  # 12 cuts, 5 per shard
+    common = dict(manifest_dir=str(fbank), prefix_name="demo_vi", max_cuts=3, num_workers=0, num_mel_bins=80,
+                  remove_whisper_encoder_input_length_restriction=True)
+    batches = {}
+    for shar in (False, True):
+        loader = train_loader(DataArgs(shar=shar, **common), WhisperLabeler(whisper_tokenizer))
+        loader.set_epoch(1)
+        batches[shar] = list(loader)
+        assert len(loader) == len(batches[shar])
+    features = {}
+    for shar, found in batches.items():
+        for batch in found:
+            for i, cut_id in enumerate(batch["cut_ids"]):
+                features.setdefault(cut_id, {})[shar] = batch["input_features"][i, :, : int(batch["attention_mask"][i].sum())]
+    assert len(features) == 12 and all(len(v) == 2 for v in features.values())
+    # Shar holds the stored features re-encoded by lilcom: one more quantisation, at most a step of 1/64
+    assert all(float((v[False] - v[True]).abs().max()) <= 1 / 64 + 1e-6 for v in features.values())
+    with pytest.raises(FileNotFoundError, match="prepare.sh --shar true"):
+        train_loader(DataArgs(shar=True, **{**common, "prefix_name": "none"}), WhisperLabeler(whisper_tokenizer))
