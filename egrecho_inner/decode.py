@@ -114,18 +114,26 @@ def whisper_windows(feats: torch.Tensor, unpadded: bool = False) -> list[np.ndar
     return windows
 
 
+def single_input(feats: torch.Tensor, unpadded: bool, device,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(T, n_mels)`` features up to 30 s as a batch of one ``(1, n_mels, T')``: padded to 3000 frames, or for
+    an un-padded model to an even count, with its frame mask ``(1, T')`` (None when padded)."""
+    if not unpadded:
+        return pad_to_whisper_input(feats)[None].to(device, dtype), None
+    length = feats.shape[0] + feats.shape[0] % 2
+    mask = torch.zeros(1, length, dtype=torch.long, device=device)
+    mask[0, : feats.shape[0]] = 1
+    return pad_to_whisper_input(feats, length)[None].to(device, dtype), mask
+
+
 def transcribe_features(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict,
                         unpadded: bool, device, dtype: torch.dtype = torch.float32) -> str:
     """Text of one utterance's ``(T, n_mels)`` features of any length, decoded the way the model was trained;
     over 30 s sequentially, window by window (``egrecho_inner.seeking``)."""
     if feats.shape[0] > N_FRAMES:
         return long_form(model, processor, feats, language, kwargs, unpadded, device, dtype).text
-    length = feats.shape[0] + feats.shape[0] % 2 if unpadded else N_FRAMES
-    mask = torch.zeros(1, length, dtype=torch.long)
-    mask[0, : feats.shape[0]] = 1
-    padded = pad_to_whisper_input(feats, length)[None]
-    return transcribe_batch(model, processor, padded.to(device, dtype), [language], kwargs,
-                            mask.to(device) if unpadded else None, unpadded)[0][0]
+    features, mask = single_input(feats, unpadded, device, dtype)
+    return transcribe_batch(model, processor, features, [language], kwargs, mask, unpadded)[0][0]
 
 
 def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool, device,
@@ -138,12 +146,9 @@ def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool,
     timestamp_begin = model.generation_config.no_timestamps_token_id + 1
 
     def decode(window: torch.Tensor) -> list[int]:
-        length = window.shape[0] + window.shape[0] % 2 if unpadded else N_FRAMES
-        mask = torch.zeros(1, length, dtype=torch.long, device=device)
-        mask[0, : window.shape[0]] = 1
-        features = pad_to_whisper_input(window, length)[None].to(device, dtype)
+        features, mask = single_input(window, unpadded, device, dtype)
         with torch.inference_mode():
-            out, detected = generate_batch(model, features, mask if unpadded else None, unpadded, state["language"],
+            out, detected = generate_batch(model, features, mask, unpadded, state["language"],
                                            **{**kwargs, "return_timestamps": True})
         state["language"] = state["language"] or detected[0]
         tokens = (out["sequences"] if isinstance(out, dict) else out)[0].tolist()
