@@ -136,14 +136,13 @@ def transcribe_features(model, processor, feats: torch.Tensor, language: Optiona
     return transcribe_batch(model, processor, features, [language], kwargs, mask, unpadded)[0][0]
 
 
-def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool, device,
-                   dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], list[int]]:
+def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool, device, dtype: torch.dtype,
+                   timestamp_begin: int) -> Callable[[torch.Tensor], list[int]]:
     """``(T_w, n_mels)`` window up to 30 s -> the tokens ``generate`` gives it with timestamps (no prompt, no
     end-of-text): padded to 30 s, or at its own length for an un-padded model. ``language`` None: detected
     on the first window and kept for the rest, as Whisper does."""
     state = {"language": language}
     eos = model.generation_config.eos_token_id
-    timestamp_begin = model.generation_config.no_timestamps_token_id + 1
 
     def decode(window: torch.Tensor) -> list[int]:
         features, mask = single_input(window, unpadded, device, dtype)
@@ -163,6 +162,6 @@ def long_form(model, processor, feats: torch.Tensor, language: Optional[str], kw
               device, dtype: torch.dtype = torch.float32) -> LongFormResult:
     """Timed segments of one utterance's ``(T, n_mels)`` features of any length (sequential decoding with
     timestamps, ``egrecho_inner.seeking``) and whether each window came out well formed."""
-    decode = window_decoder(model, language, kwargs, unpadded, device, dtype)
-    return seek_decode(feats, decode, lambda ids: processor.decode(ids, skip_special_tokens=True),
-                       model.generation_config.no_timestamps_token_id + 1)
+    timestamp_begin = model.generation_config.no_timestamps_token_id + 1  # the id of <|0.00|>
+    decode = window_decoder(model, language, kwargs, unpadded, device, dtype, timestamp_begin)
+    return seek_decode(feats, decode, lambda ids: processor.decode(ids, skip_special_tokens=True), timestamp_begin)
