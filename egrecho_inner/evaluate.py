@@ -123,9 +123,9 @@ def evaluate(
         check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
                        model_path)
     # with timestamps, cuts of several reference segments are decoded like those over 30 s: sequentially
-    timed = {c.id for c in cutset if gen_args.return_timestamps and sum(bool(s.text) for s in c.supervisions) > 1}
+    with_times = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1] if gen_args.return_timestamps else []
     hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part,
-                                   timed)
+                                   frozenset(c.id for c in with_times))
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
     audio_seconds = max(sum(c.duration for c in cutset), 1e-9)
     result = totals.rates()
@@ -138,7 +138,6 @@ def evaluate(
     expected = {c.id: None if c.id in nonspeech else language_of(c) for c in cutset}
     result.update(quality_fields(hyps, nonspeech, expected, decoder.detected))
     if gen_args.return_timestamps:  # references with times: several supervisions in a cut
-        with_times = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
         errors = [e for c in with_times for e in decoder.segment_start_errors(c)]
         result.update(timing_fields(errors, len(with_times)))
     result.update(window_fields(decoder.windows_well_formed))
