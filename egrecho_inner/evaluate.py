@@ -123,7 +123,8 @@ def evaluate(
         check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
                        model_path)
     # with timestamps, cuts of several reference segments are decoded like those over 30 s: sequentially
-    with_times = [c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1] if gen_args.return_timestamps else []
+    with_times = ([c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
+                  if gen_args.return_timestamps else [])
     hyps = decoder.transcribe_cuts(cutset, from_audio or on_the_fly_feats, max_cuts, max_duration, num_workers, part,
                                    frozenset(c.id for c in with_times))
     totals, lines, metric_name = score_cuts(cutset, hyps, no_text, nonspeech, language_of, metric, normalize)
