@@ -67,7 +67,7 @@ def main() -> None:
     section("features", bench_features.run(num_utts=40, repeats=3))
     training = section("training", bench_train.run(model_size="base", batch_size=8, clip_seconds=5.0, steps=3,
                                                    warmup=1, threads=threads))
-    loader = section("loader", bench_loader.run(num_utts=64, batch_size=8, num_workers=2, batches=24,
+    loader = section("loader", bench_loader.run(num_utts=256, batch_size=8, epochs=2, num_workers=2,
                                                 training_samples_per_s=training[0].ours))
     section("eval", bench_eval.run(args.model, num_utts=24, batch_size=8, threads=threads))
     section("export", bench_export.run(args.model, num_utts=12, threads=threads))
@@ -78,7 +78,12 @@ def main() -> None:
               "(throughput: above 1 is faster). Each baseline ran in the same process on the same input.\n\n")
     notes = ("\n\nThe loader-vs-training row is the headroom of the data pipeline: cuts/s the training loader delivers "
              "(MUSAN mixing and SpecAugment on) over the cuts/s the fastest whisper-base training step above "
-             "consumes (un-padded, 5 s clips); `python -m bench` fails when it is below 3x.\n")
+             "consumes (un-padded, 5 s clips); `python -m bench` fails when it is below 3x. "
+             "Loader rates are steady state (each epoch timed from its first batch); \"per worker\" is measured with "
+             "one worker, which has a core to itself. The workers-needed row divides the un-padded whisper-small "
+             f"rate bench/gpu.sh targets on an H100 ({bench_loader.H100_UNPADDED_SMALL_SAMPLES_PER_S:g} samples/s, "
+             "not measured: no accelerator was lent) by the un-padded per-worker rate; gpu.sh prints it from the "
+             "rate it measures.\n")
     with atomic_path(args.output) as tmp:
         tmp.write_text(header + markdown_table(rows) + notes, encoding="utf-8")
     print(f"wrote {args.output} ({minutes:.1f} min)")

@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerBase
 
 from egrecho_inner.constants import IGNORE_INDEX, MAX_INPUT_SECONDS, MAX_LABEL_TOKENS, TIMESTAMP_STEP
 from egrecho_inner.errors import InputError
-from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_to_longest, pad_to_whisper_input
+from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_batch, pad_to_longest
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         if self.unpadded:
             batch["input_features"], batch["attention_mask"] = pad_to_longest(feats)  # (B, n_mels, T), (B, T)
         else:
-            batch["input_features"] = torch.stack([pad_to_whisper_input(f) for f in feats])  # (B, n_mels, 3000)
+            batch["input_features"] = pad_batch(feats)  # (B, n_mels, 3000)
         if self.labeler is not None:
             labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
             batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)

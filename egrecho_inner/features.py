@@ -51,14 +51,27 @@ def pad_to_whisper_input(feats: torch.Tensor, num_frames: int = N_FRAMES) -> tor
     """Pad ``(T, n_mels)`` features to ``(n_mels, num_frames)`` like HF's audio padding does.
 
     Raises:
-        ValueError: if the features are longer than ``num_frames``.
+        InputError: if the features are longer than ``num_frames``.
     """
-    t = feats.shape[0]
-    if t > num_frames:
-        raise InputError(f"{t} frames do not fit Whisper's {num_frames}-frame window")
-    out = torch.full((num_frames, feats.shape[1]), padding_value(feats), dtype=torch.float32)
-    out[:t] = feats
-    return out.T  # (n_mels, num_frames)
+    return pad_batch([feats], num_frames)[0]
+
+
+def pad_batch(feats: Sequence[torch.Tensor], num_frames: int = N_FRAMES) -> torch.Tensor:
+    """``(T_i, n_mels)`` features padded (as HF pads, :func:`padding_value`) into one ``(B, n_mels, num_frames)``
+    batch, written in place: no per-cut padded copy and no stacking (a training batch of 30 s inputs is
+    8 MB per 8 cuts; copying it twice took about 15% of a dataloader worker's time).
+
+    Raises:
+        InputError: if any features are longer than ``num_frames``.
+    """
+    out = torch.empty(len(feats), feats[0].shape[1], num_frames, dtype=torch.float32)
+    for row, f in zip(out, feats):
+        t = f.shape[0]
+        if t > num_frames:
+            raise InputError(f"{t} frames do not fit Whisper's {num_frames}-frame window")
+        row[:, :t] = f.T
+        row[:, t:] = padding_value(f)
+    return out
 
 
 def pad_to_longest(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +82,7 @@ def pad_to_longest(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     mask = torch.zeros(len(feats), length, dtype=torch.long)
     for i, f in enumerate(feats):
         mask[i, : f.shape[0]] = 1
-    return torch.stack([pad_to_whisper_input(f, length) for f in feats]), mask
+    return pad_batch(feats, length), mask
 
 
 def load_cut_features(cut: Cut, extractor: WhisperFbank | None = None) -> torch.Tensor:
