@@ -9,6 +9,7 @@ the natural batch size. ``max_duration`` (total seconds) is there for un-padded 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -44,6 +45,10 @@ class DataArgs:
     bucketing_sampler: bool = True
     """group cuts of similar duration (DynamicBucketingSampler)"""
     num_buckets: int = 30
+    sampler_buffer_size: int = 20000
+    """cuts the bucketing sampler holds to shuffle and bucket (lhotse's default): its memory, flat in corpus size.
+    With shar the cuts hold their features (lilcom, about 6 KiB per second of audio): 20000 cuts of 5 s are
+    ~0.6 GB per rank (bench/bench_shar.py)"""
     on_the_fly_feats: bool = False
     """compute features from audio at batch time"""
     num_mel_bins: Optional[int] = None
@@ -92,51 +97,70 @@ def read_cuts(path: Pathlike, missing_hint: str) -> CutSet:
     return cuts
 
 
-def load_cuts(args: DataArgs, part: str, seed: int = 42, cuts_only: bool = False) -> CutSet:
+def load_cuts(args: DataArgs, part: str, seed: int = 42, cuts_only: bool = False,
+              shard_split: tuple[int, int] = (0, 1)) -> CutSet:
     """The lazily read cuts of one part, or a clear error if the manifest is missing or empty. With ``shar``
-    the train part comes from its Shar shards (``cuts_only``: without reading the features' tar files)."""
+    the train part comes from its Shar shards (``cuts_only``: without reading the features' tar files;
+    ``shard_split``: (rank, world size), only this rank's shards)."""
     if args.shar and part == "train":
-        return read_shar(Path(args.manifest_dir) / f"{args.prefix_name}_shar_{part}", seed, cuts_only)
+        return read_shar(Path(args.manifest_dir) / f"{args.prefix_name}_shar_{part}", seed, cuts_only, shard_split)
     return read_cuts(cuts_path(args, part),
                      f"run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)")
 
 
-def read_shar(shar_dir: Path, seed: int, cuts_only: bool = False) -> CutSet:
+def read_shar(shar_dir: Path, seed: int, cuts_only: bool = False, shard_split: tuple[int, int] = (0, 1)) -> CutSet:
     """Lazily read Shar shards in a shuffled order (the same on every rank and epoch, so a resumed run
-    fast-forwards through the same batches); cuts are shuffled within the sampler's buffer each epoch."""
+    fast-forwards through the same batches); cuts are shuffled within the sampler's buffer each epoch.
+    ``shard_split`` (rank, world size): the shards are dealt out over the ranks, each reads only its own."""
     shards = sorted(shar_dir.glob("cuts.*.jsonl.gz"))
     if not shards:
         raise MissingInputError(f"{shar_dir} holds no Shar shards (cuts.*.jsonl.gz): run prepare.sh --shar true")
-    fields = {"cuts": [str(p) for p in shards]}
+    rank, world_size = shard_split
+    if len(shards) < world_size:
+        raise InputError(f"{shar_dir} holds {len(shards)} Shar shards for {world_size} ranks: every rank needs one "
+                         "(prepare.sh --shar_shard_size smaller)")
+    order = list(range(len(shards)))
+    random.Random(seed).shuffle(order)
+    mine = order[rank::world_size]
+    fields = {"cuts": [str(shards[i]) for i in mine]}
     if not cuts_only:
         for field in ("features", "recording"):
             tars = sorted(shar_dir.glob(f"{field}.*.tar"))
             if tars:
-                fields[field] = [str(p) for p in tars]
-    return CutSet.from_shar(fields=fields, shuffle_shards=True, stateful_shuffle=False, seed=seed)
+                fields[field] = [str(tars[i]) for i in mine]
+    return CutSet.from_shar(fields=fields, shuffle_shards=False)
 
 
 class LhotseLoader:
     """A DataLoader over a lhotse sampler that the HF Trainer can drive.
 
-    It has a length (batches per epoch on this rank, counted once by running the sampler without
-    loading data), ``set_epoch`` (called by the Trainer each epoch, reshuffles), and
-    ``skip_batches`` so a resumed run fast-forwards the sampler past the batches it already trained
-    on, without loading them, and without repeating any cut of the epoch.
+    It has a length (batches per epoch on this rank, counted by running the sampler, or ``counters``, without
+    loading data), ``set_epoch`` (called by the Trainer each epoch, reshuffles), and ``skip_batches`` so a
+    resumed run fast-forwards the sampler past the batches it already trained on, without loading them, and
+    without repeating any cut of the epoch. With one counter per rank (ranks reading their own Shar shards,
+    whose batch counts differ) every rank takes the smallest count of the epoch, so all take the same steps.
     """
 
     def __init__(self, sampler: CutSampler, dataset: WhisperDataset, num_workers: int,
-                 counter: Optional[CutSampler] = None):
+                 counters: Optional[list[CutSampler]] = None):
         self.sampler, self.dataset, self.num_workers = sampler, dataset, num_workers
-        self.counter = counter or sampler  # a sampler making the same batches from lighter cuts, for __len__
-        self._length: Optional[int] = None
+        self.counters = counters or [sampler]  # samplers making the same batches from lighter cuts
+        self._counts: dict[int, int] = {}
         self._skip = 0
 
     def __len__(self) -> int:
-        if self._length is None:
-            self.counter.set_epoch(self.sampler.epoch)
-            self._length = sum(1 for _ in self.counter)
-        return self._length
+        epoch = self.sampler.epoch if len(self.counters) > 1 else 0  # one sampler: counted once
+        if epoch not in self._counts:
+            counts = []
+            for counter in self.counters:
+                counter.set_epoch(self.sampler.epoch)
+                counts.append(sum(1 for _ in counter))
+            self._counts[epoch] = min(counts)
+            if max(counts) > min(counts):
+                log.info("epoch %d: the ranks' shards make %s batches; each rank takes %d, the rest (%.1f%% of "
+                         "the batches) wait for another epoch's draw (more, smaller shards even this out)",
+                         self.sampler.epoch, counts, min(counts), 100 * (1 - min(counts) * len(counts) / sum(counts)))
+        return self._counts[epoch]
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -147,6 +171,8 @@ class LhotseLoader:
 
     def __iter__(self) -> Iterator[dict]:
         batches = iter(self.sampler)
+        if len(self.counters) > 1:  # the ranks' samplers are independent: stop together
+            batches = islice(batches, len(self))
         for _ in range(self._skip):
             next(batches, None)
         if self._skip:
@@ -180,18 +206,20 @@ def make_sampler(cuts: CutSet, args: DataArgs, shuffle: bool, world_size: int, r
     if args.bucketing_sampler and shuffle:
         # lhotse estimates bucket bins from the first 10k cuts and needs at least one cut per bucket
         num_buckets = min(args.num_buckets, sum(1 for _ in islice(cuts, 10000)))
-        return DynamicBucketingSampler(cuts, num_buckets=num_buckets, **common)
+        return DynamicBucketingSampler(cuts, num_buckets=num_buckets, buffer_size=args.sampler_buffer_size, **common)
     return SimpleCutSampler(cuts, **common)
 
 
-def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False) -> CutSet:
+def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False,
+                  shard_split: tuple[int, int] = (0, 1)) -> CutSet:
     """The train part, with ``replay`` and ``nospeech_cuts`` mixed in at their shares when set (``cuts_only``:
-    Shar shards read without their features, for counting batches).
+    Shar shards read without their features, for counting batches; ``shard_split``: (rank, world size), this
+    rank's Shar shards, mixed with a rank's own draw of the extras).
 
     Extra manifests repeat endlessly and the mix stops when the train part is used up, so an epoch holds
     every training cut once plus the extras in proportion (``replay_prob`` + ``nospeech_prob`` < 1).
     """
-    train = load_cuts(args, "train", seed, cuts_only)
+    train = load_cuts(args, "train", seed, cuts_only, shard_split)
     hint = "the {} cut manifest (README: Keeping other languages and silence)"
     extras = [(read_cuts(path, hint.format("replay")), share) for path, share in zip(args.replay, replay_shares(args))]
     if args.nospeech_cuts and args.nospeech_prob > 0:
@@ -205,7 +233,8 @@ def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False) -> Cu
     log.info("training mix: train %.2f, %s", main_share,
              ", ".join(f"{path} {share:.2f}" for path, (_, share) in zip(args.replay + [args.nospeech_cuts], extras)))
     return CutSet.mux(train, *(cuts.repeat() for cuts, _ in extras),
-                      weights=[main_share] + [share for _, share in extras], seed=seed, stop_early=True)
+                      weights=[main_share] + [share for _, share in extras], seed=seed + shard_split[0],
+                      stop_early=True)
 
 
 def replay_shares(args: DataArgs) -> list[float]:
@@ -229,8 +258,11 @@ def _as_nonspeech(cut):
 def train_loader(
     args: DataArgs, labeler: WhisperLabeler, world_size: int = 1, rank: int = 0, seed: int = 42
 ) -> LhotseLoader:
-    """Shuffled, filtered (over 30 s / 448 tokens dropped and counted), optionally augmented."""
-    cuts = training_cuts(args, seed).filter(TrainingCutFilter(labeler))
+    """Shuffled, filtered (over 30 s / 448 tokens dropped and counted), optionally augmented. With ``shar`` and
+    several ranks each rank reads only its own shards (dealt out in the seeded shard order)."""
+    split = args.shar and world_size > 1
+    own_shards = (rank, world_size) if split else (0, 1)
+    cuts = training_cuts(args, seed, shard_split=own_shards).filter(TrainingCutFilter(labeler))
     cut_transforms = []
     if args.enable_musan:  # loaded only when enabled
         musan = load_manifest_lazy(_musan_path(args)).to_eager()
@@ -240,12 +272,17 @@ def train_loader(
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
                              cut_transforms=cut_transforms, spec_augment=spec_augment,
                              unpadded=args.remove_whisper_encoder_input_length_restriction)
-    sampler = make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed)
-    counter = None
-    if args.shar:  # batches counted on the cuts alone: counting must not read every feature shard
-        counter = make_sampler(training_cuts(args, seed, cuts_only=True).filter(TrainingCutFilter(labeler)), args,
-                               shuffle=True, world_size=world_size, rank=rank, seed=seed)
-    return LhotseLoader(sampler, dataset, args.num_workers, counter)
+    if not args.shar:
+        return LhotseLoader(make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed),
+                            dataset, args.num_workers)
+    # Shar: batches counted on the cuts alone (counting must not read every feature shard); a rank's own
+    # shards need no further split, and every rank's count is needed to stop all ranks together
+    sampler_split = dict(world_size=1, rank=0) if split else dict(world_size=world_size, rank=rank)
+    sampler = make_sampler(cuts, args, shuffle=True, seed=seed, **sampler_split)
+    counters = [make_sampler(training_cuts(args, seed, cuts_only=True, shard_split=(r, world_size) if split else (0, 1))
+                             .filter(TrainingCutFilter(labeler)), args, shuffle=True, seed=seed, **sampler_split)
+                for r in (range(world_size) if split else [rank])]
+    return LhotseLoader(sampler, dataset, args.num_workers, counters)
 
 
 def eval_loader(

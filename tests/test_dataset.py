@@ -201,3 +201,35 @@ def test_shar_training_reads_the_same_cuts_and_features(prepared_demo, whisper_t
     assert all(float((v[False] - v[True]).abs().max()) <= 1 / 64 + 1e-6 for v in features.values())
     with pytest.raises(FileNotFoundError, match="prepare.sh --shar true"):
         train_loader(DataArgs(shar=True, **{**common, "prefix_name": "none"}), WhisperLabeler(whisper_tokenizer))
+
+
+def test_shar_ranks_read_their_own_shards_and_stop_together(prepared_demo, whisper_tokenizer, monkeypatch):
+    """With several ranks each reads only the shards dealt to it (3 shards of 5, 5 and 2 cuts over 2 ranks):
+    disjoint cuts, every one from the rank's own shards, and the same number of batches on both ranks (the
+    smaller rank's count); more ranks than shards is a clear error."""
+    from lhotse import load_manifest
+
+    from egrecho_inner.data_module import DataArgs, train_loader
+    from egrecho_inner.errors import InputError
+
+    monkeypatch.chdir(prepared_demo)
+    fbank = prepared_demo / "data/fbank_whisper80"
+    shards = [{c.id for c in load_manifest(p)} for p in sorted((fbank / "demo_vi_shar_train").glob("cuts.*.jsonl.gz"))]
+    args = DataArgs(manifest_dir=str(fbank), prefix_name="demo_vi", max_cuts=2, num_workers=0, num_mel_bins=80,
+                    shar=True, bucketing_sampler=False)
+    delivered, lengths = [], []
+    for rank in (0, 1):
+        loader = train_loader(args, WhisperLabeler(whisper_tokenizer), world_size=2, rank=rank)
+        batches = list(loader)
+        ids = [cut_id for batch in batches for cut_id in batch["cut_ids"]]
+        lengths.append(len(batches))
+        assert len(loader) == len(batches) and len(ids) == len(set(ids))
+        delivered.append(set(ids))
+    assert lengths[0] == lengths[1] > 0 and not delivered[0] & delivered[1]
+    assert len(delivered[0] | delivered[1]) < 12  # the larger rank's surplus waited
+    # each rank's cuts come from whole shards of its own, and the shards are split, not shared
+    owned = [[i for i, shard in enumerate(shards) if ids & shard] for ids in delivered]
+    assert all(delivered[r] <= set().union(*(shards[i] for i in owned[r])) for r in (0, 1))
+    assert not set(owned[0]) & set(owned[1])
+    with pytest.raises(InputError, match="3 Shar shards for 4 ranks"):
+        train_loader(args, WhisperLabeler(whisper_tokenizer), world_size=4, rank=0)

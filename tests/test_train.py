@@ -259,10 +259,12 @@ def test_training_with_replay_and_nonspeech(prepared_demo, tiny_model, tmp_path,
     assert 0 < int((labels == 50363).sum()) < len(labels)  # <|notimestamps|>, or else a timestamp token
 
 
-def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path):
+@pytest.mark.parametrize("shar", [False, True])
+def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path, shar):
     """Two "machines" of one process each on localhost (DDP): two finetune.sh runs (gloo) rendezvous at machine
-    0's port, shard one epoch between them (disjoint, every cut once) and end with the same adapter weights,
-    each saved on its own disk; machine 0 alone merges."""
+    0's port, shard one epoch between them (disjoint, every cut once; from Shar each reads its own shards and
+    they stop together at the smaller one's count) and end with the same adapter weights, each saved on its
+    own disk; machine 0 alone merges."""
     from safetensors.torch import load_file
 
     with socket.socket() as s:
@@ -274,7 +276,7 @@ def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path):
                 "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
                 "--main_process_port", port, "--exp_dir", str(tmp_path / f"machine{rank}"), "--",
                 "--max_cuts", "2", "--num_train_epochs", "1", "--eval_steps", "2", "--save_steps", "2",
-                "--num_workers", "0", "--save_on_each_node", "true", "--record_cut_ids", "true"]
+                "--num_workers", "0", "--save_on_each_node", "true", "--record_cut_ids", "true", "--shar", str(shar).lower()]
         runs.append(subprocess.Popen(args, cwd=prepared_demo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env={**os.environ, "PYTHONPATH": str(RECIPE_DIR)}))
     logs = [run.communicate(timeout=600)[0] for run in runs]
@@ -284,7 +286,10 @@ def test_two_machines_train_in_step(prepared_demo, tiny_model, tmp_path):
     assert shard[0] and shard[1] and not shard[0] & shard[1]
     assert len(ids[0]) + len(ids[1]) == len(shard[0] | shard[1])  # no cut twice within a rank either
     train_ids = {c.id for c in load_manifest(prepared_demo / "data/fbank_whisper80/demo_vi_cuts_train.jsonl.gz")}
-    assert shard[0] | shard[1] == train_ids
+    if shar:  # 3 shards (5, 5, 2 cuts): one machine reads two, and the pair stops at the other's count
+        assert {step for step, _ in ids[0]} == {step for step, _ in ids[1]} and shard[0] | shard[1] < train_ids
+    else:
+        assert shard[0] | shard[1] == train_ids
     weights = [load_file(tmp_path / f"machine{rank}/checkpoint-final/adapter_model.safetensors") for rank in (0, 1)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
