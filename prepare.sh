@@ -27,11 +27,12 @@ keep_empty_text=false        # true: empty transcripts are non-speech cuts (for 
 pack_segments=false          # true: recordings with segments give windows of up to 30 s of consecutive segments
 shar=false                   # true: also write each part as Lhotse Shar shards (<prefix>_shar_<part>/), for shar: true
 shar_shard_size=1000         # cuts per Shar shard
+audio_16k=false              # true: also store the cuts' audio at 16 kHz (<prefix>_audio16k_<part>/), read in training
 manifest_dir=data/manifests
 help_message="Usage: bash prepare.sh [--stage N] [--stop_stage N] [--nj N] [--kaldi_dir DIR] [--prefix NAME]
   [--parts train,val,test] [--num_mel_bins 80|128] [--perturb_speed true|false] [--musandir DIR]
   [--on_the_fly_feats true|false] [--language CODE] [--new_language CODE] [--keep_empty_text true|false]
-  [--pack_segments true|false] [--shar true|false] [--shar_shard_size N]"
+  [--pack_segments true|false] [--shar true|false] [--shar_shard_size N] [--audio_16k true|false]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -83,7 +84,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   python3 "$recipe_dir/local/compute_fbank_subset.py" --manifest_dir "$manifest_dir" --prefix "$prefix" \
     --parts "$parts" --output_dir "$fbank_dir" --num_mel_bins "$num_mel_bins" \
     --perturb_speed "$perturb_speed" --on_the_fly_feats "$on_the_fly_feats" --pack_segments "$pack_segments" \
-    --shar "$shar" --shar_shard_size "$shar_shard_size" --nj "$nj"
+    --shar "$shar" --shar_shard_size "$shar_shard_size" --audio_16k "$audio_16k" --nj "$nj"
   if [ "$have_musan" = true ]; then
     python3 "$recipe_dir/local/compute_fbank_musan.py" --manifest_dir "$manifest_dir" --output_dir "$fbank_dir" \
       --num_mel_bins "$num_mel_bins" --nj "$nj"

@@ -47,16 +47,11 @@ def make_corpus(workdir: Path, num_utts: int, sampling_rate: int = 16000) -> Pat
     from lhotse import CutSet, Recording
 
     from egrecho_inner.features import make_fbank_extractor
-    from egrecho_inner.storage import compute_and_store
+    from egrecho_inner.storage import compute_and_store, store_audio
 
     extractor = make_fbank_extractor(80)
-    speech = []
-    for cut in espeak_cuts(num_utts, workdir / "speech"):
-        path = workdir / "speech" / f"{cut.id}-{sampling_rate}.wav"
-        sf.write(path, cut.resample(sampling_rate).load_audio()[0], sampling_rate)
-        stored = Recording.from_file(path, recording_id=cut.recording_id).to_cut()
-        stored.supervisions = [s.with_offset(0) for s in cut.supervisions]
-        speech.append(stored)
+    # stored as prepare.sh --audio_16k stores it (at sampling_rate here): files the cuts read as they are
+    speech = store_audio(espeak_cuts(num_utts, workdir / "speech").resample(sampling_rate), workdir / "stored")
     rng = np.random.default_rng(0)
     noises = {"white": rng.normal(0, 0.1, 160000), "brown": np.cumsum(rng.normal(0, 0.01, 160000)),
               "hum": 0.2 * np.sin(2 * np.pi * 50 * np.arange(160000) / 16000)}
@@ -66,7 +61,7 @@ def make_corpus(workdir: Path, num_utts: int, sampling_rate: int = 16000) -> Pat
         sf.write(path, (signal / np.abs(signal).max() * 0.3).astype(np.float32), 16000)
         noise_cuts.append(Recording.from_file(path).to_cut())
     out = workdir / "fbank"
-    cuts = CutSet.from_cuts(speech).resample(16000)  # features are computed at 16 kHz whatever is stored
+    cuts = speech.resample(16000)  # features are computed at 16 kHz whatever is stored
     compute_and_store(cuts, extractor, out / "bench_feats_train", out / "bench_cuts_train.jsonl.gz", 1)
     compute_and_store(CutSet.from_cuts(noise_cuts), extractor, out / "musan_feats", out / "musan_cuts.jsonl.gz", 1)
     return out

@@ -2,7 +2,9 @@
 writing the cut manifest atomically; ``cuts_stamp`` names the stamp (``egrecho_inner.stamps``) that the
 callers write once a part is complete, so reruns skip finished work and redo changed work. ``write_shar``
 writes a part as Lhotse Shar shards (cuts and their features or audio side by side in tar files), for
-corpora read sequentially in shards rather than through one manifest and random access to feature files."""
+corpora read sequentially in shards rather than through one manifest and random access to feature files.
+``store_audio`` writes the cuts' audio as it is read (resampled to 16 kHz), so batch-time audio (noise mixing,
+on-the-fly features) need not resample every cut again."""
 
 from __future__ import annotations
 
@@ -58,6 +60,20 @@ def compute_and_store(
     with_feats = CutSet.from_cuts(cut for shard in results for cut in shard)
     write_cuts(with_feats, cuts_path)
     return with_feats
+
+
+def store_audio(cuts: CutSet, audio_dir: Pathlike, num_jobs: int = 1) -> CutSet:
+    """Write each cut's audio, as the cut reads it (its resampling and speed perturbation applied), to
+    ``<audio_dir>/<first 3 characters of its id>/<id>.wav``; returns the cuts reading those files, in the same
+    order. 32-bit float WAV (230 MB per hour at 16 kHz): resampling can overshoot full scale, which 16-bit
+    flac would clip. An audio dir left by an earlier or interrupted run is removed first."""
+    audio_dir = Path(audio_dir)
+    if audio_dir.exists():
+        log.info("removing %s left by an unfinished run", audio_dir)
+        shutil.rmtree(audio_dir)
+    writable_dir(audio_dir)
+    return cuts.to_eager().save_audios(audio_dir, format="wav", encoding="FLOAT", num_jobs=num_jobs,
+                                       progress_bar=False, shuffle_on_split=False)
 
 
 def write_cuts(cuts: CutSet, cuts_path: Pathlike) -> None:

@@ -13,7 +13,9 @@ Recordings with Kaldi ``segments`` give one cut per segment, or with ``--pack_se
 up to 30 s of consecutive segments, each cut holding its segments as supervisions (``egrecho_inner.windows``:
 what long-form decoding sees, trained with ``timestamp_probability``). With ``--shar true`` each part is also
 written as Lhotse Shar shards, ``<output_dir>/<prefix>_shar_<part>/`` (features, or with on-the-fly
-features the audio), which training reads lazily with ``shar: true``.
+features the audio), which training reads lazily with ``shar: true``. With ``--audio_16k true`` the cuts' audio
+is also stored at 16 kHz (``<output_dir>/<prefix>_audio16k_<part>/``, float WAV) and the cuts read it from there:
+for corpora at other rates, so that noise mixing and on-the-fly features in training don't resample each cut.
 Each part leaves a stamp (``.<prefix>_cuts_<part>.stamp.json``: its manifests' hashes and the options);
 a rerun skips a part whose stamp matches and redoes one whose manifests or options changed.
 """
@@ -29,7 +31,7 @@ from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
-from egrecho_inner.storage import compute_and_store, cuts_stamp, write_cuts, write_shar
+from egrecho_inner.storage import compute_and_store, cuts_stamp, store_audio, write_cuts, write_shar
 from egrecho_inner.utils import run_cli
 from egrecho_inner.windows import pack_segments as pack_windows
 
@@ -61,6 +63,7 @@ def compute_fbank_subset(
     pack_segments: bool = False,
     shar: bool = False,
     shar_shard_size: int = 1000,
+    audio_16k: bool = False,
     nj: int = 1,
 ) -> None:
     """Write cuts (and features) for each part.
@@ -76,6 +79,7 @@ def compute_fbank_subset(
         pack_segments: windows of up to 30 s of consecutive segments instead of one cut per segment.
         shar: also write the part as Lhotse Shar shards.
         shar_shard_size: cuts per Shar shard.
+        audio_16k: also store the cuts' audio at 16 kHz (float WAV) and point the cuts at it.
         nj: parallel processes.
     """
     extractor = make_fbank_extractor(num_mel_bins)
@@ -83,12 +87,15 @@ def compute_fbank_subset(
         cuts_path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
         feats_dir = Path(output_dir) / f"{prefix}_feats_{part}"
         shar_dir = Path(output_dir) / f"{prefix}_shar_{part}"
+        audio_dir = Path(output_dir) / f"{prefix}_audio16k_{part}"
         inputs = [Path(manifest_dir) / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
         options = {"num_mel_bins": num_mel_bins, "on_the_fly_feats": on_the_fly_feats,
                    "perturb_speed": perturb_speed and part == "train", **({"pack_segments": True} if pack_segments else {}),
-                   **({"shar_shard_size": shar_shard_size} if shar else {})}
+                   **({"shar_shard_size": shar_shard_size} if shar else {}),
+                   **({"audio_16k": True} if audio_16k else {})}
         current = fingerprint(inputs, options)
-        outputs = [cuts_path] + ([] if on_the_fly_feats else [feats_dir]) + ([shar_dir] if shar else [])
+        outputs = ([cuts_path] + ([] if on_the_fly_feats else [feats_dir]) + ([shar_dir] if shar else [])
+                   + ([audio_dir] if audio_16k else []))
         reason = stale_reason(cuts_stamp(cuts_path), current, outputs)
         if reason is None:
             logging.info("%s: cuts up to date (%s), skipping", part, cuts_stamp(cuts_path))
@@ -99,6 +106,9 @@ def compute_fbank_subset(
         if perturb_speed and part == "train":
             logging.info("%s: adding 0.9x and 1.1x speed perturbed copies", part)
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
+        if audio_16k:
+            cuts = store_audio(cuts, audio_dir, nj)
+            logging.info("%s: stored the audio of %d cuts at 16 kHz in %s", part, len(cuts), audio_dir)
         if on_the_fly_feats:
             write_cuts(cuts, cuts_path)
         else:

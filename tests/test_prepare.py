@@ -118,3 +118,30 @@ def test_bad_options_fail_clearly(prepared):
     proc = run_script(str(RECIPE_DIR / "prepare.sh"), "--kaldi_dir", "missing", "--prefix", "other", cwd=work, check=False)
     assert proc.returncode != 0 and "Kaldi data dir not found: missing/train" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_audio_16k_stores_what_the_cuts_read(prepared, tmp_path, monkeypatch):
+    """--audio_16k: the cuts (speed-perturbed copies included) read 16 kHz files of their own, holding exactly
+    the audio the 22.05 kHz originals give after lhotse's resampling (overshoots of full scale included), in
+    the same order, with features that match those computed from the originals."""
+    import sys
+
+    sys.path.insert(0, str(RECIPE_DIR / "local"))
+    from compute_fbank_subset import compute_fbank_subset
+
+    work, _ = prepared
+    monkeypatch.chdir(work)  # the prepared manifests name their feature files relative to it
+    compute_fbank_subset(manifest_dir=str(work / "data/manifests"), prefix="demo_vi", parts="train",
+                         output_dir=str(tmp_path), perturb_speed=True, audio_16k=True, nj=2)
+    ours = load_manifest(tmp_path / "demo_vi_cuts_train.jsonl.gz")
+    original = load_manifest(work / "data/fbank_whisper80/demo_vi_cuts_train.jsonl.gz")
+    assert [c.id for c in ours] == [c.id for c in original] and any(c.id.endswith("_sp0.9") for c in ours)
+    for cut, reference in zip(ours, original):
+        assert cut.recording.sampling_rate == 16000 and not cut.recording.transforms
+        assert str(tmp_path / "demo_vi_audio16k_train") in cut.recording.sources[0].source
+        assert reference.recording.transforms  # espeak-ng's 22.05 kHz: resampled as it is read
+        audio, expected = cut.load_audio(), reference.load_audio()
+        assert audio.shape == expected.shape and np.array_equal(audio, expected)
+        assert [s.text for s in cut.supervisions] == [s.text for s in reference.supervisions]
+        difference = np.abs(cut.load_features() - reference.load_features())
+        assert difference.max() < 1e-4
