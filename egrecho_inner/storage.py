@@ -28,6 +28,16 @@ def cuts_stamp(cuts_path: Pathlike) -> Path:
     return cuts_path.with_name("." + cuts_path.name.split(".")[0] + ".stamp.json")
 
 
+def fresh_dir(path: Pathlike) -> Path:
+    """An empty, writable ``path``: one left by an earlier or interrupted run is removed first."""
+    path = Path(path)
+    if path.exists():
+        log.info("removing %s left by an unfinished run", path)
+        shutil.rmtree(path)
+    writable_dir(path)
+    return path
+
+
 def _compute_shard(args: tuple[CutSet, FeatureExtractor, str]) -> CutSet:
     cuts, extractor, storage_path = args
     torch.set_num_threads(1)  # one thread per process: nj processes already fill the cores
@@ -44,11 +54,7 @@ def compute_and_store(
 
     A feats dir left by an earlier or interrupted run is removed first.
     """
-    feats_dir = Path(feats_dir)
-    if feats_dir.exists():
-        log.info("removing %s left by an unfinished run", feats_dir)
-        shutil.rmtree(feats_dir)
-    writable_dir(feats_dir)
+    feats_dir = fresh_dir(feats_dir)
     cuts = cuts.to_eager()
     shards = cuts.split(num_splits=max(1, min(num_jobs, len(cuts))))
     jobs = [(shard, extractor, str(feats_dir / f"feats-{i}")) for i, shard in enumerate(shards)]
@@ -67,11 +73,7 @@ def store_audio(cuts: CutSet, audio_dir: Pathlike, num_jobs: int = 1) -> CutSet:
     ``<audio_dir>/<first 3 characters of its id>/<id>.wav``; returns the cuts reading those files, in the same
     order. 32-bit float WAV (230 MB per hour at 16 kHz): resampling can overshoot full scale, which 16-bit
     flac would clip. An audio dir left by an earlier or interrupted run is removed first."""
-    audio_dir = Path(audio_dir)
-    if audio_dir.exists():
-        log.info("removing %s left by an unfinished run", audio_dir)
-        shutil.rmtree(audio_dir)
-    writable_dir(audio_dir)
+    audio_dir = fresh_dir(audio_dir)
     return cuts.to_eager().save_audios(audio_dir, format="wav", encoding="FLOAT", num_jobs=num_jobs,
                                        progress_bar=False, shuffle_on_split=False)
 
