@@ -265,6 +265,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         model.enable_input_require_grads()  # checkpointed blocks need grads through frozen inputs (LoRA)
 
     # 5. Train.
+    if state.is_main_process:
+        log.info("C allocator: %s", c_allocator())
     trainer = LhotseSeq2SeqTrainer(
         model=model, args=training_args, processing_class=processor.feature_extractor,
         train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
@@ -284,6 +286,18 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         log.info("tensorboard --logdir %s", os.environ["TENSORBOARD_LOGGING_DIR"])
     state.wait_for_everyone()
     return trainer
+
+
+def c_allocator() -> str:
+    """The malloc this process runs with: tcmalloc or jemalloc when preloaded (finetune.sh), else the system's."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux
+        return "system malloc"
+    for lib in ("tcmalloc", "jemalloc"):
+        if f"lib{lib}" in maps:
+            return lib
+    return "system malloc (glibc)"
 
 
 def _epoch_steps(batches_per_epoch: int, args: TrainArgs) -> int:

@@ -96,6 +96,11 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     proc = run_script(*args, cwd=prepared_demo)
     assert proc.stdout.count("running (not run before)") == 3  # train, merge, eval
     assert library_warnings(proc.stdout + proc.stderr) == []  # progress bars and our log lines only
+    tcmalloc_installed = "libtcmalloc_minimal.so.4 " in subprocess.run(
+        ["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    # finetune.sh trains with tcmalloc when it is installed (peak memory: README), and says so when not
+    assert ("C allocator: tcmalloc" in proc.stderr + proc.stdout) == tcmalloc_installed
+    assert ("tcmalloc is not installed" in proc.stdout) != tcmalloc_installed
     adapter = exp / "checkpoint-final/adapter_model.safetensors"
     weights = load_file(adapter)
     save_file({k: v * 2 if "lora_B" in k else v for k, v in weights.items()}, str(adapter))
