@@ -73,9 +73,7 @@ fi
 # un-padded batches of varying shapes training's resident memory only climbs (run.sh: 6.1 GB); tcmalloc
 # reuses them (2.5 GB, steps as fast). README: "Peak memory".
 if [ "$allocator" = tcmalloc ] && [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  # awk reads all of ldconfig's output: exiting early would fail the pipeline (SIGPIPE, pipefail)
-  tcmalloc=$(PATH=$PATH:/sbin:/usr/sbin ldconfig -p 2>/dev/null | awk '/libtcmalloc_minimal\.so\.4 / && !found {print $NF; found = 1}')
-  if [ -n "$tcmalloc" ]; then
+  if tcmalloc=$(bash "$recipe_dir/local/find_library.sh" libtcmalloc_minimal.so.4); then
     export LD_PRELOAD=${LD_PRELOAD:+$LD_PRELOAD:}$tcmalloc
   else
     log "tcmalloc is not installed (local/install_deps.sh installs it): training with glibc's malloc, more memory"

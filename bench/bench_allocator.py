@@ -34,13 +34,10 @@ RUN_SH_TRAINING = ["-c", "config/demo_lora.yaml", "--base_model", "pretrained/wh
 
 
 def library_path(soname: str) -> str | None:
-    """Where the dynamic linker finds ``soname`` (``ldconfig -p``), or None."""
-    env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/sbin:/usr/sbin"}
-    listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, env=env).stdout
-    for line in listing.splitlines():
-        if line.strip().startswith(soname + " "):
-            return line.rsplit("=>", 1)[-1].strip()
-    return None
+    """Where the dynamic linker finds ``soname`` (``local/find_library.sh``, as finetune.sh asks), or None."""
+    found = subprocess.run(["bash", str(RECIPE_DIR / "local/find_library.sh"), soname],
+                           capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def train_once(allocator: str, max_steps: int, output_dir: Path) -> tuple[float, float]:

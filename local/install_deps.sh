@@ -20,7 +20,7 @@ need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox libsox-fmt-all)
 command -v sctk >/dev/null || need_apt+=(sctk)  # NIST sclite: the tests' independent scorer
-if ! (PATH=$PATH:/sbin:/usr/sbin ldconfig -p 2>/dev/null | grep 'libtcmalloc_minimal\.so\.4 ' >/dev/null); then  # not -q: SIGPIPE
+if ! bash local/find_library.sh libtcmalloc_minimal.so.4 >/dev/null; then
   # the C allocator finetune.sh trains with (its peak memory); Ubuntu 24.04 renamed the package
   if apt-cache show libtcmalloc-minimal4t64 >/dev/null 2>&1; then need_apt+=(libtcmalloc-minimal4t64)
   else need_apt+=(libtcmalloc-minimal4); fi

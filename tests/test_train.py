@@ -96,8 +96,8 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     proc = run_script(*args, cwd=prepared_demo)
     assert proc.stdout.count("running (not run before)") == 3  # train, merge, eval
     assert library_warnings(proc.stdout + proc.stderr) == []  # progress bars and our log lines only
-    tcmalloc_installed = "libtcmalloc_minimal.so.4 " in subprocess.run(
-        ["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    tcmalloc_installed = subprocess.run(["bash", str(RECIPE_DIR / "local/find_library.sh"),
+                                         "libtcmalloc_minimal.so.4"], capture_output=True).returncode == 0
     # finetune.sh trains with tcmalloc when it is installed (peak memory: README), and says so when not
     assert ("C allocator: tcmalloc" in proc.stderr + proc.stdout) == tcmalloc_installed
     assert ("tcmalloc is not installed" in proc.stdout) != tcmalloc_installed
@@ -112,6 +112,17 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     assert f"running ({exp}/checkpoint-final-lora-merge changed): egrecho eval" in log
     assert (exp / "errs-test.json").stat().st_mtime_ns != errs_before
     # changed training options retrain: the command line is part of the stamp (tests/test_reruns.py)
+
+
+def test_find_library_agrees_with_the_loaded_libc():
+    """local/find_library.sh (how finetune.sh finds tcmalloc) names the libc this process runs on."""
+    find = ["bash", str(RECIPE_DIR / "local/find_library.sh")]
+    found = subprocess.run([*find, "libc.so.6"], capture_output=True, text=True, check=True).stdout.strip()
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+              if line.split()[-1].endswith("/libc.so.6")}
+    assert mapped and any(os.path.samefile(found, path) for path in mapped)
+    missing = subprocess.run([*find, "libnot-installed.so.9"], capture_output=True, text=True)
+    assert (missing.returncode, missing.stdout) == (1, "")
 
 
 def test_resume_continues_the_epoch(prepared_demo, tiny_model, tmp_path, monkeypatch):
