@@ -262,7 +262,9 @@ def train_loader(
     several ranks each rank reads only its own shards (dealt out in the seeded shard order)."""
     split = args.shar and world_size > 1
     own_shards = (rank, world_size) if split else (0, 1)
-    cuts = training_cuts(args, seed, shard_split=own_shards).filter(TrainingCutFilter(labeler))
+    # every rank filters the cuts it reads: all of them (logged by rank 0 only), or its own Shar shards
+    drops = TrainingCutFilter(labeler, log_drops=split or rank == 0)
+    cuts = training_cuts(args, seed, shard_split=own_shards).filter(drops)
     cut_transforms = []
     if args.enable_musan:  # loaded only when enabled
         musan = load_manifest_lazy(_musan_path(args)).to_eager()
@@ -280,7 +282,8 @@ def train_loader(
     sampler_split = dict(world_size=1, rank=0) if split else dict(world_size=world_size, rank=rank)
     sampler = make_sampler(cuts, args, shuffle=True, seed=seed, **sampler_split)
     counters = [make_sampler(training_cuts(args, seed, cuts_only=True, shard_split=(r, world_size) if split else (0, 1))
-                             .filter(TrainingCutFilter(labeler)), args, shuffle=True, seed=seed, **sampler_split)
+                             .filter(TrainingCutFilter(labeler, log_drops=False)), args, shuffle=True, seed=seed,
+                             **sampler_split)
                 for r in (range(world_size) if split else [rank])]
     return LhotseLoader(sampler, dataset, args.num_workers, counters)
 
@@ -289,7 +292,7 @@ def eval_loader(
     args: DataArgs, labeler: WhisperLabeler, part: str = "val", world_size: int = 1, rank: int = 0
 ) -> LhotseLoader:
     """Unshuffled batches of one part, for the validation loss."""
-    cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler))
+    cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler, log_drops=rank == 0))
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
                              unpadded=args.remove_whisper_encoder_input_length_restriction)
     sampler = make_sampler(cuts, args, shuffle=False, world_size=world_size, rank=rank, seed=0)

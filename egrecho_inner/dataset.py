@@ -88,9 +88,11 @@ class WhisperLabeler:
 @dataclass
 class TrainingCutFilter:
     """``CutSet.filter`` predicate that drops cuts Whisper can't train on, counting and logging each:
-    cuts over 30 s (the encoder window) and targets over 448 tokens (the decoder's positions)."""
+    cuts over 30 s (the encoder window) and targets over 448 tokens (the decoder's positions). ``log_drops``
+    False: count only (a rank that sees the same cuts as rank 0, a pass that only counts batches)."""
 
     labeler: WhisperLabeler
+    log_drops: bool = True
     dropped: dict = field(default_factory=lambda: {"over 30 s": 0, "over 448 tokens": 0})
 
     def __call__(self, cut: Cut) -> bool:
@@ -105,7 +107,9 @@ class TrainingCutFilter:
 
     def _drop(self, cut: Cut, reason: str, detail: str) -> bool:
         self.dropped[reason] += 1
-        log.warning("dropping cut %s from training: %s (%s); dropped so far: %s", cut.id, reason, detail, self.dropped)
+        if self.log_drops:
+            log.warning("dropping cut %s from training: %s (%s); dropped so far: %s", cut.id, reason, detail,
+                        self.dropped)
         return False
 
 

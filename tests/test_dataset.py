@@ -72,6 +72,11 @@ def test_training_filter_drops_and_counts(whisper_tokenizer, caplog):
     assert kept == ["keep", "fits"]
     assert cut_filter.dropped == {"over 30 s": 1, "over 448 tokens": 2}
     assert "dropping cut long-audio" in caplog.text and "dropping cut long-text" in caplog.text
+    caplog.clear()  # a filter that only counts (ranks other than 0, batch counting) logs nothing
+    quiet = TrainingCutFilter(WhisperLabeler(whisper_tokenizer), log_drops=False)
+    with caplog.at_level(logging.WARNING):
+        assert [c.id for c in CutSet.from_cuts([keep, too_long]).filter(quiet)] == ["keep"]
+    assert quiet.dropped["over 30 s"] == 1 and "dropping cut" not in caplog.text
 
 
 def test_musan_mixing_and_spec_augment_change_features(whisper_tokenizer, demo_corpus, tmp_path):
