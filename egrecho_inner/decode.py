@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.features import pad_to_whisper_input
+from egrecho_inner.features import pad_batch, pad_to_whisper_input
 from egrecho_inner.new_language import generate_language
-from egrecho_inner.seeking import LongFormResult, seek_decode
+from egrecho_inner.seeking import LongFormResult, WindowsDecoder, seek_decode_batch
 from egrecho_inner.unpadded import frame_mask
 
 
@@ -58,8 +58,9 @@ def generate_kwargs(gen: GenArgs, processor, device) -> dict:
 
 
 def generate_batch(model, features: torch.Tensor, attention_mask: Optional[torch.Tensor], unpadded: bool,
-                   language: Optional[str], **kwargs) -> tuple[object, list[str]]:
+                   language: Optional[str] | list[Optional[str]], **kwargs) -> tuple[object, list[str]]:
     """``generate`` on a batch of inputs up to 30 s; returns its output and each row's detected language.
+    ``language``: one for all rows, or one per row; None: the row's detected one.
 
     The encoder runs once: on 3000 frames, or for a model adapted by ``egrecho_inner.unpadded`` on the
     batch's longest real length, with the padding masked in every decoder call. The language each row
@@ -80,8 +81,12 @@ def generate_batch(model, features: torch.Tensor, attention_mask: Optional[torch
         # decoding the encoder output it was handed once more after the window's last complete segment
         # (its output then starts with the prompt)
         once = {"force_unique_generate_call": True} if kwargs.get("return_timestamps") else {}
-        out = model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                             language=generate_language(language) if language else detected, **once, **kwargs)
+        if isinstance(language, list):
+            language = [generate_language(code) if code else found for code, found in zip(language, detected)]
+        else:
+            language = generate_language(language) if language else detected
+        out = model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask, language=language,
+                             **once, **kwargs)
     return out, [token[2:-2] for token in detected]
 
 
@@ -114,16 +119,24 @@ def whisper_windows(feats: torch.Tensor, unpadded: bool = False) -> list[np.ndar
     return windows
 
 
+def batch_input(feats: list[torch.Tensor], unpadded: bool, device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(T_i, n_mels)`` features up to 30 s as one batch ``(B, n_mels, T')``: padded to 3000 frames, or for an
+    un-padded model to the longest one's even count, with the frame mask ``(B, T')`` (None when padded)."""
+    if not unpadded:
+        return pad_batch(feats).to(device, dtype), None
+    longest = max(f.shape[0] for f in feats)
+    length = longest + longest % 2
+    mask = torch.zeros(len(feats), length, dtype=torch.long, device=device)
+    for row, f in enumerate(feats):
+        mask[row, : f.shape[0]] = 1
+    return pad_batch(feats, length).to(device, dtype), mask
+
+
 def single_input(feats: torch.Tensor, unpadded: bool, device,
                  dtype: torch.dtype) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``(T, n_mels)`` features up to 30 s as a batch of one ``(1, n_mels, T')``: padded to 3000 frames, or for
-    an un-padded model to an even count, with its frame mask ``(1, T')`` (None when padded)."""
-    if not unpadded:
-        return pad_to_whisper_input(feats)[None].to(device, dtype), None
-    length = feats.shape[0] + feats.shape[0] % 2
-    mask = torch.zeros(1, length, dtype=torch.long, device=device)
-    mask[0, : feats.shape[0]] = 1
-    return pad_to_whisper_input(feats, length)[None].to(device, dtype), mask
+    """:func:`batch_input` of one utterance: ``(1, n_mels, T')`` and its mask."""
+    return batch_input([feats], unpadded, device, dtype)
 
 
 def transcribe_features(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict,
@@ -136,32 +149,44 @@ def transcribe_features(model, processor, feats: torch.Tensor, language: Optiona
     return transcribe_batch(model, processor, features, [language], kwargs, mask, unpadded)[0][0]
 
 
-def window_decoder(model, language: Optional[str], kwargs: dict, unpadded: bool, device, dtype: torch.dtype,
-                   timestamp_begin: int) -> Callable[[torch.Tensor], list[int]]:
-    """``(T_w, n_mels)`` window up to 30 s -> the tokens ``generate`` gives it with timestamps (no prompt, no
-    end-of-text): padded to 30 s, or at its own length for an un-padded model. ``language`` None: detected
-    on the first window and kept for the rest, as Whisper does."""
-    state = {"language": language}
+def windows_decoder(model, languages: list[Optional[str]], kwargs: dict, unpadded: bool, device, dtype: torch.dtype,
+                    timestamp_begin: int) -> WindowsDecoder:
+    """``seeking.seek_decode_batch``'s ``decode_windows`` for audios in ``languages``' order: their next
+    ``(T_w, n_mels)`` windows up to 30 s -> the tokens one ``generate`` call gives each with timestamps (no
+    prompt, no end-of-text), padded to 30 s, or for an un-padded model to the longest window. An audio's
+    language None: detected on its first window and kept for the rest, as Whisper does."""
+    state = list(languages)
     eos = model.generation_config.eos_token_id
 
-    def decode(window: torch.Tensor) -> list[int]:
-        features, mask = single_input(window, unpadded, device, dtype)
+    def decode(which: list[int], windows: list[torch.Tensor]) -> list[list[int]]:
+        features, mask = batch_input(windows, unpadded, device, dtype)
         with torch.inference_mode():
-            out, detected = generate_batch(model, features, mask, unpadded, state["language"],
+            out, detected = generate_batch(model, features, mask, unpadded, [state[i] for i in which],
                                            **{**kwargs, "return_timestamps": True})
-        state["language"] = state["language"] or detected[0]
-        tokens = (out["sequences"] if isinstance(out, dict) else out)[0].tolist()
-        while tokens and eos <= tokens[0] < timestamp_begin:  # the prompt: start of transcript, language, task
-            tokens.pop(0)
-        return [t for t in tokens if t != eos]
+        rows = []
+        for i, code, sequence in zip(which, detected, out["sequences"] if isinstance(out, dict) else out):
+            state[i] = state[i] or code
+            tokens = sequence.tolist()
+            while tokens and eos <= tokens[0] < timestamp_begin:  # the prompt: start of transcript, language, task
+                tokens.pop(0)
+            rows.append([t for t in tokens if t != eos])  # eos also pads rows that ended first
+        return rows
 
     return decode
 
 
+def long_form_batch(model, processor, feats: list[torch.Tensor], languages: list[Optional[str]], kwargs: dict,
+                    unpadded: bool, device, dtype: torch.dtype = torch.float32) -> list[LongFormResult]:
+    """Timed segments of several utterances' ``(T, n_mels)`` features of any length (sequential decoding with
+    timestamps, ``egrecho_inner.seeking``, the next window of each decoded in one batch) and whether each
+    window came out well formed."""
+    timestamp_begin = model.generation_config.no_timestamps_token_id + 1  # the id of <|0.00|>
+    decode = windows_decoder(model, languages, kwargs, unpadded, device, dtype, timestamp_begin)
+    return seek_decode_batch(feats, decode, lambda ids: processor.decode(ids, skip_special_tokens=True),
+                             timestamp_begin)
+
+
 def long_form(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict, unpadded: bool,
               device, dtype: torch.dtype = torch.float32) -> LongFormResult:
-    """Timed segments of one utterance's ``(T, n_mels)`` features of any length (sequential decoding with
-    timestamps, ``egrecho_inner.seeking``) and whether each window came out well formed."""
-    timestamp_begin = model.generation_config.no_timestamps_token_id + 1  # the id of <|0.00|>
-    decode = window_decoder(model, language, kwargs, unpadded, device, dtype, timestamp_begin)
-    return seek_decode(feats, decode, lambda ids: processor.decode(ids, skip_special_tokens=True), timestamp_begin)
+    """:func:`long_form_batch` of one utterance."""
+    return long_form_batch(model, processor, [feats], [language], kwargs, unpadded, device, dtype)[0]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.data_module import LhotseLoader
 from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form, transcribe_batch
+from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_batch, transcribe_batch
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import check_mel_bins, load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import load_kaldi_dir
@@ -216,10 +216,10 @@ class Decoder:
             return transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
                                     self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
 
-    def _long_form(self, feats, language) -> LongFormResult:
+    def _long_form(self, feats: list[torch.Tensor], languages: list[Optional[str]]) -> list[LongFormResult]:
         with self._clock():
-            return long_form(self.model, self.processor, feats, language, self.kwargs, self.unpadded, self.device,
-                             self.dtype)
+            return long_form_batch(self.model, self.processor, feats, languages, self.kwargs, self.unpadded,
+                                   self.device, self.dtype)
 
     def segment_start_errors(self, cut) -> list[float]:
         """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded
@@ -229,9 +229,9 @@ class Decoder:
 
     def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
                         num_workers: int, part: str, timed: frozenset[str] = frozenset()) -> dict[str, str]:
-        """Hypotheses by cut id: cuts over 30 s and the ``timed`` ones one by one, sequentially with timestamps
-        (their segments kept in ``segments``, their windows' form in ``windows_well_formed``), the others in
-        batches."""
+        """Hypotheses by cut id: cuts over 30 s and the ``timed`` ones sequentially with timestamps, up to
+        ``max_cuts`` at once (their segments kept in ``segments``, their windows' form in
+        ``windows_well_formed``), the others in batches."""
         num_mel_bins = self.model.config.num_mel_bins
         timed = set(timed) | {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS}
         batched = cutset.filter(lambda c: c.id not in timed).to_eager()
@@ -247,10 +247,14 @@ class Decoder:
                 hyps.update(zip(batch["cut_ids"], texts))
                 self.detected.update(zip(batch["cut_ids"], detected))
         extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
-        for cut in tqdm(cutset.filter(lambda c: c.id in timed).to_eager(), desc=f"eval {part} (long form)", unit="cut"):
-            found = self._long_form(load_cut_features(cut, extractor), self.language_of(cut))
-            hyps[cut.id], self.segments[cut.id] = found.text, found.segments
-            self.windows_well_formed += found.windows_well_formed
+        long = [c for c in cutset if c.id in timed]  # longest first: a batch's recordings end about together
+        for start in tqdm(range(0, len(long), max_cuts), desc=f"eval {part} (long form)", unit="batch"):
+            group = long[start: start + max_cuts]
+            found = self._long_form([load_cut_features(c, extractor) for c in group],
+                                    [self.language_of(c) for c in group])
+            for cut, result in zip(group, found):
+                hyps[cut.id], self.segments[cut.id] = result.text, result.segments
+                self.windows_well_formed += result.windows_well_formed
         return hyps
 
 

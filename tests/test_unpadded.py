@@ -21,6 +21,8 @@ from egrecho_inner.decode import (
     GenArgs,
     generate_batch,
     generate_kwargs,
+    long_form,
+    long_form_batch,
     transcribe_batch,
     transcribe_features,
 )
@@ -145,6 +147,31 @@ def test_long_audio_unpadded_windows(unpadded_model, wavs):
     text = transcribe_features(model, processor, feats, "vi", kwargs, unpadded=True, device="cpu")
     assert frames_seen[0] == N_FRAMES and set(frames_seen[:-1]) == {N_FRAMES} and frames_seen[-1] < N_FRAMES
     assert text
+
+
+@pytest.mark.parametrize("unpadded", [True, False])
+def test_long_form_batch_decodes_like_each_alone(unpadded_model, tiny_model, wavs, unpadded):
+    """Recordings of 65, 40 and 12 s decoded in long form together (egrecho eval: the next window of each in
+    one batch, finished ones leaving it) get the segments and windows each gets alone; un-padded and padded,
+    with a given language and a detected one."""
+    model, processor = load_whisper(str(unpadded_model if unpadded else tiny_model))
+    model.eval()
+    if unpadded:
+        enable_unpadded_inputs(model)
+    batch_sizes = []
+    model.get_encoder().register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    speech = torch.cat([fbank(w) for w in wavs])
+    feats = [speech.repeat(int(np.ceil(n / speech.shape[0])), 1)[:n] for n in (6500, 4000, 1200)]
+    kwargs = generate_kwargs(GenArgs(max_new_tokens=12), processor, "cpu")
+    languages = ["vi", None, "vi"]
+    together = long_form_batch(model, processor, feats, languages, kwargs, unpadded, "cpu")
+    rounds = list(batch_sizes)  # windows per generate call
+    assert rounds[0] == 3 and rounds[-1] == 1 and rounds == sorted(rounds, reverse=True)
+    assert sum(len(r.windows_well_formed) for r in together) == sum(rounds)  # each window decoded once
+    alone = [long_form(model, processor, f, language, kwargs, unpadded, "cpu") for f, language in zip(feats, languages)]
+    assert [r.segments for r in together] == [r.segments for r in alone]
+    assert [r.windows_well_formed for r in together] == [r.windows_well_formed for r in alone]
+    assert [r.text for r in together] == [r.text for r in alone] and all(r.text for r in together)
 
 
 def test_exports_decode_unpadded_like_transformers(unpadded_model, wavs, tmp_path):
