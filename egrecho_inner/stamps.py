@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import shlex
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from egrecho_inner.utils import Pathlike, atomic_path
+
+log = logging.getLogger(__name__)
 
 HASH_LIMIT = 64 << 20  # bytes: files up to this size are hashed, larger ones identified by size + mtime
 
@@ -90,6 +93,18 @@ def stale_reason(stamp: Pathlike, current: dict, outputs: Iterable[Pathlike] = (
     changes += [f"{name} {old.get('options', {}).get(name)!r} -> {value!r}" for name, value in current["options"].items()
                 if old.get("options", {}).get(name) != value]
     return "; ".join(changes) or None
+
+
+def should_run(stamp: Pathlike, current: dict, outputs: Iterable[Pathlike], what: str, doing: str) -> bool:
+    """A step's stamp check: logs "<what> up to date" and returns False, or logs "<doing> (<reason>)",
+    removes the stamp (none while the outputs are being replaced) and returns True; ``write_stamp`` after."""
+    reason = stale_reason(stamp, current, outputs)
+    if reason is None:
+        log.info("%s up to date (%s), skipping", what, stamp)
+        return False
+    log.info("%s (%s)", doing, reason)
+    Path(stamp).unlink(missing_ok=True)
+    return True
 
 
 def write_stamp(stamp: Pathlike, current: dict) -> None:

@@ -20,7 +20,7 @@ from lhotse import CutSet, RecordingSet, combine
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
-from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
+from egrecho_inner.stamps import fingerprint, should_run, write_stamp
 from egrecho_inner.storage import compute_and_store, cuts_stamp
 from egrecho_inner.utils import run_cli
 
@@ -46,12 +46,9 @@ def compute_fbank_musan(
     if missing:
         raise MissingInputError(f"MUSAN manifests not found: {', '.join(missing)}; run prepare.sh stage 2")
     current = fingerprint(paths, {"num_mel_bins": num_mel_bins})
-    reason = stale_reason(cuts_stamp(cuts_path), current, [cuts_path, Path(output_dir) / "musan_feats"])
-    if reason is None:
-        logging.info("%s up to date, skipping", cuts_path)
+    if not should_run(cuts_stamp(cuts_path), current, [cuts_path, Path(output_dir) / "musan_feats"],
+                      str(cuts_path), "computing MUSAN cuts"):
         return
-    logging.info("MUSAN cuts (%s)", reason)
-    cuts_stamp(cuts_path).unlink(missing_ok=True)
     recordings = combine(RecordingSet.from_file(p) for p in paths)
     cuts = (
         CutSet.from_manifests(recordings=recordings)

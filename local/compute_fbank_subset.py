@@ -30,7 +30,7 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from egrecho_inner.constants import SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
-from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
+from egrecho_inner.stamps import fingerprint, should_run, write_stamp
 from egrecho_inner.storage import compute_and_store, cuts_stamp, store_audio, write_cuts, write_shar
 from egrecho_inner.utils import run_cli
 from egrecho_inner.windows import pack_segments as pack_windows
@@ -96,12 +96,8 @@ def compute_fbank_subset(
         current = fingerprint(inputs, options)
         outputs = ([cuts_path] + ([] if on_the_fly_feats else [feats_dir]) + ([shar_dir] if shar else [])
                    + ([audio_dir] if audio_16k else []))
-        reason = stale_reason(cuts_stamp(cuts_path), current, outputs)
-        if reason is None:
-            logging.info("%s: cuts up to date (%s), skipping", part, cuts_stamp(cuts_path))
+        if not should_run(cuts_stamp(cuts_path), current, outputs, f"{part}: cuts", f"{part}: computing cuts"):
             continue
-        logging.info("%s: computing cuts (%s)", part, reason)
-        cuts_stamp(cuts_path).unlink(missing_ok=True)
         cuts = make_cuts(Path(manifest_dir), prefix, part, pack_segments)
         if perturb_speed and part == "train":
             logging.info("%s: adding 0.9x and 1.1x speed perturbed copies", part)

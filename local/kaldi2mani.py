@@ -22,7 +22,7 @@ from typing import Optional
 
 
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.stamps import fingerprint, listed_audio_identity, stale_reason, write_stamp
+from egrecho_inner.stamps import fingerprint, listed_audio_identity, should_run, write_stamp
 from egrecho_inner.utils import atomic_path, run_cli
 
 
@@ -59,12 +59,8 @@ def kaldi2mani(
         stamp = Path(output_dir) / f".{prefix}_{part}.stamp.json"
         current = fingerprint([part_dir / name for name in KALDI_FILES], options,
                               {"audio files": listed_audio_identity(part_dir / "wav.scp")})
-        reason = stale_reason(stamp, current, outputs)
-        if reason is None:
-            logging.info("%s: manifests up to date (%s), skipping", part, stamp)
+        if not should_run(stamp, current, outputs, f"{part}: manifests", f"{part}: writing manifests"):
             continue
-        logging.info("%s: writing manifests (%s)", part, reason)
-        stamp.unlink(missing_ok=True)  # as in stage 3: no stamp while the outputs are being replaced
         recordings, supervisions, report = load_kaldi_dir(part_dir, language, nj, new_languages, keep_empty_text)
         for manifest, path in zip((recordings, supervisions), outputs):
             with atomic_path(path) as tmp:
