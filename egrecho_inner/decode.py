@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from egrecho_inner.constants import N_FRAMES
-from egrecho_inner.features import pad_batch, pad_to_whisper_input
+from egrecho_inner.features import pad_batch, pad_to_longest, pad_to_whisper_input
 from egrecho_inner.new_language import generate_language
 from egrecho_inner.seeking import LongFormResult, WindowsDecoder, seek_decode_batch
 from egrecho_inner.unpadded import frame_mask
@@ -125,18 +125,8 @@ def batch_input(feats: list[torch.Tensor], unpadded: bool, device,
     un-padded model to the longest one's even count, with the frame mask ``(B, T')`` (None when padded)."""
     if not unpadded:
         return pad_batch(feats).to(device, dtype), None
-    longest = max(f.shape[0] for f in feats)
-    length = longest + longest % 2
-    mask = torch.zeros(len(feats), length, dtype=torch.long, device=device)
-    for row, f in enumerate(feats):
-        mask[row, : f.shape[0]] = 1
-    return pad_batch(feats, length).to(device, dtype), mask
-
-
-def single_input(feats: torch.Tensor, unpadded: bool, device,
-                 dtype: torch.dtype) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """:func:`batch_input` of one utterance: ``(1, n_mels, T')`` and its mask."""
-    return batch_input([feats], unpadded, device, dtype)
+    features, mask = pad_to_longest(feats)
+    return features.to(device, dtype), mask.to(device)
 
 
 def transcribe_features(model, processor, feats: torch.Tensor, language: Optional[str], kwargs: dict,
@@ -145,7 +135,7 @@ def transcribe_features(model, processor, feats: torch.Tensor, language: Optiona
     over 30 s sequentially, window by window (``egrecho_inner.seeking``)."""
     if feats.shape[0] > N_FRAMES:
         return long_form(model, processor, feats, language, kwargs, unpadded, device, dtype).text
-    features, mask = single_input(feats, unpadded, device, dtype)
+    features, mask = batch_input([feats], unpadded, device, dtype)
     return transcribe_batch(model, processor, features, [language], kwargs, mask, unpadded)[0][0]
 
 
