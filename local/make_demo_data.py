@@ -30,6 +30,7 @@ from jsonargparse import CLI
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from egrecho_inner.speech_synth import espeak  # noqa: E402
+from egrecho_inner.splits import split_stats  # noqa: E402
 
 GRAMMAR_FILE = Path(__file__).with_name("demo_grammar.json")
 SPLITS = ("train", "val", "test")
@@ -53,28 +54,6 @@ def _text_sentences(path: str) -> list[tuple[str, str]]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     unique = sorted({" ".join(line.split()) for line in lines if line.strip()})
     return [(s, s) for s in unique]
-
-
-def _words(text: str) -> list[str]:
-    return [w.strip(".,;:!?()\"'").lower() for w in text.split() if w.strip(".,;:!?()\"'")]
-
-
-def split_stats(texts: dict[str, list[str]]) -> dict:
-    """Utterances, distinct sentences and vocabulary per split; the test split's out-of-vocabulary rate
-    against train (share of test words never seen in train), the same for word pairs (in Vietnamese a
-    word is one syllable, so new pairs show new words better) and how many test sentences train holds."""
-    vocab = {split: {w for t in rows for w in _words(t)} for split, rows in texts.items()}
-    test_words = [w for t in texts["test"] for w in _words(t)]
-    oov = sum(w not in vocab["train"] for w in test_words)
-    train_pairs = {pair for t in texts["train"] for pair in zip(_words(t), _words(t)[1:])}
-    test_pairs = [pair for t in texts["test"] for pair in zip(_words(t), _words(t)[1:])]
-    return {
-        "splits": {split: {"utterances": len(rows), "sentences": len(set(rows)), "vocabulary": len(vocab[split])}
-                   for split, rows in texts.items()},
-        "test_oov_rate": round(oov / max(len(test_words), 1), 4),
-        "test_word_pair_oov_rate": round(sum(p not in train_pairs for p in test_pairs) / max(len(test_pairs), 1), 4),
-        "test_sentences_in_train": len(set(texts["test"]) & set(texts["train"])),
-    }
 
 
 def _synthesise(job: tuple[str, str, int, Path]) -> None:

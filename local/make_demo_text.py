@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from egrecho_inner.debian import fetch_packages  # noqa: E402
 from egrecho_inner.errors import InputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
@@ -41,19 +41,6 @@ MIN_WORDS, MAX_WORDS = 6, 20
 MIN_PROVERB_WORDS = 4  # proverbs are short: 6 words would keep only half of them
 _UNWANTED = re.compile(r"[0-9/\\<>{}=_|$#@`~\[\]*+%&^\"]|--|\.\w")
 _STRIP = ".,;:!?()'«»“”‘’…"
-
-
-def fetch_packages(workdir: Path, packages: tuple[str, ...]) -> list[str]:
-    """Download and unpack ``packages`` into ``workdir``; returns their ``name_version`` strings."""
-    debs = workdir / "debs"
-    debs.mkdir()
-    proc = subprocess.run(["apt-get", "download", *packages], cwd=debs, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"make_demo_text: apt-get download {' '.join(packages)} failed (run apt-get update?):\n"
-                         f"{proc.stderr.strip()}")
-    for deb in debs.glob("*.deb"):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "root")], check=True)
-    return sorted(deb.stem for deb in debs.glob("*.deb"))
 
 
 def vietnamese_syllables(dic: Path) -> set[str]:
