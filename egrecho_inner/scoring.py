@@ -2,13 +2,16 @@
 
 Normalisation (applied identically to references and hypotheses): zh: punctuation removed and
 traditional characters converted to simplified; en: Whisper's English normaliser; other languages:
-Whisper's basic normaliser (lower case, symbols and punctuation to spaces, diacritics kept).
+Whisper's basic normaliser (lower case, symbols and punctuation to spaces, diacritics kept) after
+numbers written in digits are spelled out in the language (num2words: ``premere 1`` and ``premere uno``
+score the same, as English's normaliser makes ``one`` and ``1`` the same).
 Languages written without spaces are scored by characters (spaces ignored), others by words.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,13 +43,29 @@ def _normalize_zh(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("P", "S", "Z")))
 
 
+_INTEGER = re.compile(r"\d+")
+
+
+def spell_numbers(text: str, language: str | None) -> str:
+    """Integers written in digits spelled out in ``language`` (unchanged where num2words lacks the language)."""
+    from num2words import num2words
+
+    def spell(match: re.Match) -> str:
+        try:
+            return f" {num2words(int(match.group()), lang=language)} "
+        except (NotImplementedError, OverflowError, TypeError):
+            return match.group()
+
+    return _INTEGER.sub(spell, text) if language else text
+
+
 def normalize_text(text: str, language: str | None) -> str:
     """Whisper-style normalisation of one transcript for scoring."""
     if language in ("zh", "yue"):
         return _normalize_zh(text)
     if language == "en":
         return _english_normalizer()(text)
-    return BasicTextNormalizer()(text).strip()
+    return BasicTextNormalizer()(spell_numbers(text, language)).strip()
 
 
 def scoring_units(text: str, by_char: bool) -> list[str]:
