@@ -21,7 +21,7 @@ from lhotse.dataset import CutMix, DynamicBucketingSampler, SimpleCutSampler, Sp
 from lhotse.dataset.sampling.base import CutSampler
 from lhotse.utils import Pathlike
 
-from egrecho_inner.dataset import TrainingCutFilter, WhisperDataset, WhisperLabeler
+from egrecho_inner.dataset import KL_TO_BASE, TrainingCutFilter, WhisperDataset, WhisperLabeler
 from egrecho_inner.errors import InputError, MissingInputError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,13 @@ class DataArgs:
     each cut with its own transcript and language"""
     replay_prob: Union[float, list[float]] = 0.2
     """share of training cuts drawn from the replay manifests (split equally), or one share per manifest"""
+    kl_to_base: list[str] = field(default_factory=list)
+    """cut manifests (audio; transcripts optional) mixed into training with no transcript target: on their cuts the
+    loss is KL(base || fine-tune) of the next-token distributions, the base being the LoRA model with its adapters
+    off (LoRA only). Keeps what the model did on other languages and voices without teaching their transcripts
+    (README: Keeping what the model knew). A cut's text, if any, only gives the tokens the two are compared on"""
+    kl_to_base_prob: Union[float, list[float]] = 0.2
+    """share of training cuts drawn from the kl_to_base manifests (split equally), or one share per manifest"""
     nospeech_cuts: Optional[str] = None
     """a cut manifest of non-speech clips (noise, silence; empty transcripts: prepare.sh --keep_empty_text)"""
     nospeech_prob: float = 0.0
@@ -221,31 +228,42 @@ def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False,
     """
     train = load_cuts(args, "train", seed, cuts_only, shard_split)
     hint = "the {} cut manifest (README: Keeping other languages and silence)"
-    extras = [(read_cuts(path, hint.format("replay")), share) for path, share in zip(args.replay, replay_shares(args))]
+    replay = shares(args.replay, args.replay_prob, "replay")
+    kl = shares(args.kl_to_base, args.kl_to_base_prob, "kl_to_base")
+    extras = [(path, read_cuts(path, hint.format("replay")), share) for path, share in replay]
+    extras += [(path, read_cuts(path, hint.format("kl_to_base")).map(mark_kl_to_base), share) for path, share in kl]
     if args.nospeech_cuts and args.nospeech_prob > 0:
-        extras.append((read_cuts(args.nospeech_cuts, hint.format("nospeech")).map(_as_nonspeech), args.nospeech_prob))
+        extras.append((args.nospeech_cuts, read_cuts(args.nospeech_cuts, hint.format("nospeech")).map(_as_nonspeech),
+                       args.nospeech_prob))
     if not extras:
         return train
-    main_share = 1.0 - sum(share for _, share in extras)
-    if main_share <= 0 or any(share <= 0 for _, share in extras):
-        raise InputError(f"replay_prob ({args.replay_prob}) and nospeech_prob ({args.nospeech_prob}) must be "
-                         "above 0 and add up to less than 1")
-    log.info("training mix: train %.2f, %s", main_share,
-             ", ".join(f"{path} {share:.2f}" for path, (_, share) in zip(args.replay + [args.nospeech_cuts], extras)))
-    return CutSet.mux(train, *(cuts.repeat() for cuts, _ in extras),
-                      weights=[main_share] + [share for _, share in extras], seed=seed + shard_split[0],
+    main_share = 1.0 - sum(share for _, _, share in extras)
+    if main_share <= 0 or any(share <= 0 for _, _, share in extras):
+        raise InputError(f"replay_prob ({args.replay_prob}), kl_to_base_prob ({args.kl_to_base_prob}) and "
+                         f"nospeech_prob ({args.nospeech_prob}) must be above 0 and add up to less than 1")
+    log.info("training mix: train %.2f, %s", main_share, ", ".join(f"{path} {share:.2f}" for path, _, share in extras))
+    return CutSet.mux(train, *(cuts.repeat() for _, cuts, _ in extras),
+                      weights=[main_share] + [share for _, _, share in extras], seed=seed + shard_split[0],
                       stop_early=True)
 
 
-def replay_shares(args: DataArgs) -> list[float]:
-    """The training share of each replay manifest: ``replay_prob`` split equally, or as listed."""
-    if not args.replay:
+def shares(paths: list[str], prob: Union[float, list[float]], option: str) -> list[tuple[str, float]]:
+    """``(manifest, training share)`` of each manifest of ``option`` (replay, kl_to_base): ``prob`` split
+    equally, or one share per manifest as listed."""
+    if not paths:
         return []
-    if not isinstance(args.replay_prob, (list, tuple)):
-        return [args.replay_prob / len(args.replay)] * len(args.replay)
-    if len(args.replay_prob) != len(args.replay):
-        raise InputError(f"replay_prob lists {len(args.replay_prob)} shares for {len(args.replay)} replay manifests")
-    return list(args.replay_prob)
+    if not isinstance(prob, (list, tuple)):
+        return [(path, prob / len(paths)) for path in paths]
+    if len(prob) != len(paths):
+        raise InputError(f"{option}_prob lists {len(prob)} shares for {len(paths)} {option} manifests")
+    return list(zip(paths, prob))
+
+
+def mark_kl_to_base(cut):
+    """A cut trained towards the base model's predictions (``kl_to_base``), not its transcript."""
+    for supervision in cut.supervisions:
+        supervision.custom = {**(supervision.custom or {}), KL_TO_BASE: True}
+    return cut
 
 
 def _as_nonspeech(cut):

@@ -30,6 +30,13 @@ from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_
 
 log = logging.getLogger(__name__)
 
+KL_TO_BASE = "kl_to_base"  # supervision custom field: the cut trains towards the base model (data_module.kl_to_base)
+
+
+def is_kl_to_base(cut: Cut) -> bool:
+    """Whether ``cut`` (mixed with noise or not) came from a ``kl_to_base`` manifest."""
+    return any((s.custom or {}).get(KL_TO_BASE) for s in cut.supervisions)
+
 
 @dataclass
 class WhisperLabeler:
@@ -164,4 +171,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         if self.labeler is not None:
             labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
             batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
+            kl_rows = [is_kl_to_base(cut) for cut in cuts]
+            if any(kl_rows):  # not a model input: the trainer takes it off (egrecho_inner/kl_guard.py)
+                batch["kl_rows"] = torch.tensor(kl_rows)
         return batch

@@ -21,6 +21,7 @@ from egrecho_inner.data_module import DataArgs, LhotseLoader, cuts_path, eval_lo
 from egrecho_inner.dataset import WhisperLabeler
 from egrecho_inner.errors import InputError, MissingInputError, one_line_errors
 from egrecho_inner.features import check_mel_bins
+from egrecho_inner.kl_guard import base_logits, guarded_loss
 from egrecho_inner.model import load_whisper, save_processor
 from egrecho_inner.new_language import add_language
 from egrecho_inner.unpadded import enable_unpadded_inputs, mark_trained_unpadded
@@ -78,6 +79,8 @@ class TrainArgs(DataArgs):
     """a language code Whisper lacks (e.g. eo): adds <|CODE|> to tokenizer, embeddings and language map"""
     new_language_init: Optional[str] = None
     """a known language whose token row the new one starts from (None: the mean of all language rows)"""
+    kl_weight: float = 1.0
+    """weight of the KL term on kl_to_base cuts against the cross-entropy of the others (egrecho_inner/kl_guard.py)"""
 
 
 LION = "lion"
@@ -166,8 +169,9 @@ class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
     """A Seq2SeqTrainer fed by lhotse loaders (already sharded per rank, so not re-sharded here)."""
 
     def __init__(self, *, train_loader: LhotseLoader, eval_loader: LhotseLoader, cut_id_file: Optional[Path],
-                 optimizer_cls_and_kwargs: Optional[tuple[type, dict]] = None, **kwargs):
+                 optimizer_cls_and_kwargs: Optional[tuple[type, dict]] = None, kl_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        self.kl_weight, self._kl_values = kl_weight, []  # kl_to_base cuts: their KL per token since the last log
         self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs  # Seq2SeqTrainer does not pass it on
         # Whisper's forward takes **kwargs, so HF assumes it normalises the loss by num_items_in_batch
         # and skips dividing by gradient_accumulation_steps; it doesn't (its loss is a plain mean),
@@ -189,8 +193,26 @@ class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
                 f.writelines(f"{self.state.global_step}\t{cut_id}\n" for cut_id in cut_ids)
         return super().training_step(model, inputs, *args, **kwargs)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        kl_rows = inputs.pop("kl_rows", None)
+        if kl_rows is None:  # no kl_to_base cut in the batch: Whisper's own loss
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        teacher = base_logits(self.accelerator.unwrap_model(model), inputs, kl_rows)  # before the graph is built
+        outputs = model(**inputs)
+        loss, kl = guarded_loss(outputs.logits, inputs["labels"], kl_rows, teacher, self.kl_weight)
+        self._kl_values.append(kl.item())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._kl_values and "loss" in logs:  # a training log: the kl_to_base term beside the loss
+            logs["kl_to_base"] = round(sum(self._kl_values) / len(self._kl_values), 6)
+            self._kl_values = []
+        super().log(logs, *args, **kwargs)
+
     def prediction_step(self, model, inputs, *args, **kwargs):
         inputs.pop("cut_ids", None)
+        inputs.pop("kl_rows", None)
         return super().prediction_step(model, inputs, *args, **kwargs)
 
 
@@ -257,6 +279,9 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
 
     # 4. Model: LoRA / frozen parts from the script's hook.
     model, callbacks = prepare_model(model, args, total_steps)
+    if args.kl_to_base and not hasattr(model, "disable_adapter"):
+        raise InputError("kl_to_base needs LoRA (lora.py): its base is the model with the adapters off. Full "
+                         "fine-tuning would need a frozen copy of the model; use replay (with transcripts) there")
     mark_trained_unpadded(model, args.remove_whisper_encoder_input_length_restriction)
     if args.remove_whisper_encoder_input_length_restriction:
         enable_unpadded_inputs(model)
@@ -271,7 +296,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         model=model, args=training_args, processing_class=processor.feature_extractor,
         train_dataset=train, eval_dataset=valid,  # for the Trainer's checks (it asks for a length); batches come from:
         train_loader=train, eval_loader=valid, cut_id_file=_cut_id_file(args, rank, resume), callbacks=callbacks,
-        optimizer_cls_and_kwargs=optimizer,
+        optimizer_cls_and_kwargs=optimizer, kl_weight=args.kl_weight,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_metrics("train", result.metrics)  # <output_dir>/train_results.json: train_runtime, samples/s
