@@ -7,7 +7,12 @@ disabled (peft's ``disable_adapter()``: no second model in memory, one extra for
 for those rows). The labels only give the token sequence both are compared on, so a cut with no transcript
 still contributes (its prompt tokens and end of text); a pseudo-label gives more positions. Other cuts get
 Whisper's cross-entropy. Both are summed over tokens and divided by the batch's label tokens, so a batch
-without marked cuts has exactly Whisper's own loss. At LoRA's initialisation (B = 0) the two models are the
+without marked cuts has exactly Whisper's own loss.
+
+The base sees its rows as Whisper was trained to see them, padded to 30 s with no frame mask, even when the
+fine-tune trains un-padded: an original Whisper fed un-padded audio rarely ends its transcript (it never saw
+audio end before the window did), and a first version that compared the two on un-padded input taught the
+fine-tune exactly that: it looped on every language but the trained one (English WER 6.8% -> 366%). At LoRA's initialisation (B = 0) the two models are the
 same function and the KL is exactly 0; it grows only as the adapter moves the model on those cuts.
 """
 
@@ -17,15 +22,34 @@ import torch
 import torch.nn.functional as F
 
 from egrecho_inner.constants import IGNORE_INDEX
+from egrecho_inner.features import padding_value
+from egrecho_inner.unpadded import CONV_STRIDE
+
+
+def as_whisper_input(inputs: dict, num_frames: int) -> dict:
+    """An un-padded batch (``attention_mask`` holds its frame mask) as Whisper's own input: each row padded to
+    ``num_frames`` the way HF pads audio (:func:`features.padding_value` of the row's real frames), no mask.
+    A padded batch is returned as it is."""
+    frames = inputs.get("attention_mask")
+    if frames is None:
+        return inputs
+    feats = inputs["input_features"]  # (R, n_mels, T)
+    padded = feats.new_empty(feats.shape[0], feats.shape[1], num_frames)
+    for row, (f, real) in enumerate(zip(feats, frames.sum(dim=1).tolist())):
+        padded[row, :, :real] = f[:, :real]
+        padded[row, :, real:] = padding_value(f[:, :real].T)
+    return {**{k: v for k, v in inputs.items() if k != "attention_mask"}, "input_features": padded}
 
 
 def base_logits(peft_model, inputs: dict, rows: torch.Tensor) -> torch.Tensor:
-    """Logits of the base model (adapters off, no gradients) for the batch rows ``rows``: ``(R, L, V)``."""
+    """Logits of the base model (adapters off, no gradients, Whisper's 30 s input) for the batch rows
+    ``rows``: ``(R, L, V)``."""
     batch_size = inputs["labels"].shape[0]
     picked = {k: v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == batch_size else v
               for k, v in inputs.items()}
+    num_frames = CONV_STRIDE * peft_model.get_base_model().config.max_source_positions  # 3000
     with torch.no_grad(), peft_model.disable_adapter():
-        return peft_model(**picked).logits
+        return peft_model(**as_whisper_input(picked, num_frames)).logits
 
 
 def guarded_loss(logits: torch.Tensor, labels: torch.Tensor, kl_rows: torch.Tensor,

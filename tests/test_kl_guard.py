@@ -56,6 +56,32 @@ def test_kl_is_zero_at_initialisation_and_positive_after_a_step():
     assert kl_after.item() > 1e-6
 
 
+def test_the_base_sees_unpadded_rows_as_whisper_does():
+    """Un-padded rows reach the base padded to the full window (HF's padding value) without a frame mask: its
+    logits equal those of the plain model on that padded input, not on the un-padded one."""
+    from egrecho_inner.features import pad_batch, pad_to_longest
+    from egrecho_inner.unpadded import enable_unpadded_inputs
+
+    model = tiny_lora()
+    model.eval()
+    plain = WhisperForConditionalGeneration(model.get_base_model().config)
+    plain.load_state_dict({k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items()
+                           if "lora_" not in k})
+    plain.eval()
+    enable_unpadded_inputs(model)
+    generator = torch.Generator().manual_seed(2)
+    feats = [torch.randn(t, 80, generator=generator) for t in (40, 64)]
+    unpadded, frames = pad_to_longest(feats)
+    labels = torch.randint(3, 120, (2, 5), generator=generator)
+    rows = torch.tensor([True, True])
+    teacher = base_logits(model, {"input_features": unpadded, "attention_mask": frames, "labels": labels}, rows)
+    with torch.no_grad():
+        expected = plain(input_features=pad_batch(feats, 100), labels=labels).logits
+        unpadded_view = model(input_features=unpadded, attention_mask=frames, labels=labels).logits
+    assert torch.allclose(teacher, expected, atol=1e-5)
+    assert not torch.allclose(teacher, unpadded_view, atol=1e-3)
+
+
 def test_without_marked_rows_the_loss_is_whispers_own():
     model = tiny_lora()
     model.eval()
