@@ -79,6 +79,10 @@ class TrainArgs(DataArgs):
     """a language code Whisper lacks (e.g. eo): adds <|CODE|> to tokenizer, embeddings and language map"""
     new_language_init: Optional[str] = None
     """a known language whose token row the new one starts from (None: the mean of all language rows)"""
+    unpadded_decoding: Optional[bool] = None
+    """how the saved model decodes by default (recorded in its generation config): null: as trained; false: padded to
+    30 s, e.g. a model trained un-padded for speed that must decode short real clips (un-padded, a fine-tune of one
+    voice can fail to end the transcript of a sub-second clip in a voice it never heard: README, Quick start)"""
     kl_weight: float = 1.0
     """weight of the KL term on kl_to_base cuts against the cross-entropy of the others (egrecho_inner/kl_guard.py)"""
 
@@ -282,8 +286,9 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     if args.kl_to_base and not hasattr(model, "disable_adapter"):
         raise InputError("kl_to_base needs LoRA (lora.py): its base is the model with the adapters off. Full "
                          "fine-tuning would need a frozen copy of the model; use replay (with transcripts) there")
-    mark_trained_unpadded(model, args.remove_whisper_encoder_input_length_restriction)
-    if args.remove_whisper_encoder_input_length_restriction:
+    unpadded = args.remove_whisper_encoder_input_length_restriction
+    mark_trained_unpadded(model, unpadded if args.unpadded_decoding is None else args.unpadded_decoding)
+    if unpadded:
         enable_unpadded_inputs(model)
     if args.gradient_checkpointing:
         model.config.use_cache = False
