@@ -70,7 +70,7 @@ if [ "$deepspeed" != none ]; then
 fi
 
 # glibc's malloc keeps the blocks freed after each batch larger than any before in its heap, so with
-# un-padded batches of varying shapes training's resident memory only climbs (run.sh: 6.1 GB); tcmalloc
+# un-padded batches of varying shapes training's resident memory only climbs (local/run_vi_demo.sh: 6.1 GB); tcmalloc
 # reuses them (2.5 GB, steps as fast). README: "Peak memory".
 if [ "$allocator" = tcmalloc ] && [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if tcmalloc=$(bash "$recipe_dir/local/find_library.sh" libtcmalloc_minimal.so.4); then

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Peak memory and speed of run.sh's LoRA training under each C allocator.
+"""Peak memory and speed of run_vi_demo.sh's LoRA training under each C allocator.
 
-Usage (after ``bash run.sh``, whose data and whisper-base it trains on):
+Usage (after ``bash local/run_vi_demo.sh``, whose data and whisper-base it trains on):
     python bench/bench_allocator.py [--max_steps 100] [--allocators system tcmalloc jemalloc]
 
-Runs the training ``run.sh`` runs (``config/demo_lora.yaml``, its English replay, packed 30 s windows and
+Runs the training ``local/run_vi_demo.sh`` runs (``config/demo_lora.yaml``, its English replay, packed 30 s windows and
 non-speech cuts, un-padded) for ``--max_steps`` steps once per allocator, one after another: ``system`` is
 glibc's malloc, ``tcmalloc`` and ``jemalloc`` are preloaded as ``finetune.sh --allocator`` does (Debian:
 libtcmalloc-minimal4, libjemalloc2). Prints each run's peak resident memory (the training process and the
@@ -25,7 +25,7 @@ from pathlib import Path
 RECIPE_DIR = Path(__file__).resolve().parent.parent
 FBANK = "data/fbank_whisper80"
 PRELOAD = {"tcmalloc": "libtcmalloc_minimal.so.4", "jemalloc": "libjemalloc.so.2"}
-# run.sh's training (its mix_opts), spelled out here: keep the two in step
+# run_vi_demo.sh's training (its mix_opts), spelled out here: keep the two in step
 RUN_SH_TRAINING = ["-c", "config/demo_lora.yaml", "--base_model", "pretrained/whisper-base",
                    "--manifest_dir", FBANK, "--prefix_name", "demo_vi",
                    "--replay", f"[{FBANK}/demo_en_cuts_train.jsonl.gz, {FBANK}/demo_vi_long_cuts_train.jsonl.gz]",
@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     for need in ("pretrained/whisper-base", f"{FBANK}/demo_vi_long_cuts_train.jsonl.gz"):
         if not (RECIPE_DIR / need).exists():
-            sys.exit(f"bench_allocator: {need} is missing: run bash run.sh first")
+            sys.exit(f"bench_allocator: {need} is missing: run bash local/run_vi_demo.sh first")
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_allocator_") as tmp:
         for allocator in args.allocators:
@@ -77,7 +77,7 @@ def main() -> None:
             print(f"{allocator}: peak {results[allocator][0]:.2f} GiB, train_runtime {results[allocator][1]:.1f} s",
                   flush=True)
     base = results.get("system")
-    print(f"\n| allocator ({args.max_steps} steps of run.sh's training) | peak memory (GiB) | train_runtime (s) |"
+    print(f"\n| allocator ({args.max_steps} steps of run_vi_demo.sh's training) | peak memory (GiB) | train_runtime (s) |"
           + (" memory / glibc | time / glibc |" if base else ""))
     print("|---|---:|---:|" + ("---:|---:|" if base else ""))
     for allocator, (peak, runtime) in results.items():

@@ -2,12 +2,12 @@
 """Long-form decoding speed: recordings decoded together (the next 30 s window of each in one batch, as
 ``egrecho eval`` does) against one by one, same model, recordings and options, in one process.
 
-Usage (after ``bash run.sh``, whose long test recordings and models it reads):
+Usage (after ``bash local/run_vi_demo.sh``, whose long test recordings and models it reads):
     python bench/bench_long_form.py [--models pretrained/whisper-base exp/whisper-base/lora/checkpoint-final-lora-merge]
         [--kaldi_dir data/kaldi/demo_long/test] [--max_cuts 16] [--max_new_tokens 440] [--threads 2]
 
-Each model is decoded as it was trained (run.sh's original padded to 30 s, its fine-tune un-padded), greedy,
-with timestamps, in each recording's language, as run.sh scores its long-form set. Prints audio seconds
+Each model is decoded as it was trained (run_vi_demo.sh's original padded to 30 s, its fine-tune un-padded), greedy,
+with timestamps, in each recording's language, as local/run_vi_demo.sh scores its long-form set. Prints audio seconds
 per wall second (RTFx) both ways and their ratio, and fails if any recording's segments differ.
 """
 
@@ -34,7 +34,7 @@ from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded  # n
 def run(model_path: str, kaldi_dir: str, max_cuts: int, max_new_tokens: int) -> Row:
     """One model: its long-form set decoded in batches of ``max_cuts`` recordings and one by one."""
     if not Path(model_path).is_dir():
-        raise MissingInputError(f"{model_path} not found: run bash run.sh first")
+        raise MissingInputError(f"{model_path} not found: run bash local/run_vi_demo.sh first")
     model, processor = load_whisper(model_path)
     model.eval()
     unpadded = resolve_unpadded(model.generation_config, None, model_path)
@@ -74,7 +74,7 @@ def main() -> None:
                         default=["pretrained/whisper-base", "exp/whisper-base/lora/checkpoint-final-lora-merge"])
     parser.add_argument("--kaldi_dir", default="data/kaldi/demo_long/test")
     parser.add_argument("--max_cuts", type=int, default=16, help="recordings per batch (egrecho eval's max_cuts)")
-    parser.add_argument("--max_new_tokens", type=int, default=440, help="per 30 s window (run.sh's)")
+    parser.add_argument("--max_new_tokens", type=int, default=440, help="per 30 s window (run_vi_demo.sh's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -5,9 +5,10 @@ Usage:
     ./local/compare_runs.py --runs "[un-padded=exp/whisper-base/lora, padded=exp/whisper-base/lora_padded]" \
         --output exp/whisper-base/PADDING.md [--title "..."] [--notes "..."]
 
-Each run dir holds ``train_results.json`` (written by training: ``train_runtime``, steps) and the
-``errs-<part>.json`` files of ``egrecho eval``. The table has one column per run: training wall time,
-steps, the error rate and quality fields of each part present in every run, and how each was decoded.
+Each run dir holds the ``errs-<part>.json`` files of ``egrecho eval`` and, for a fine-tune,
+``train_results.json`` (written by training: ``train_runtime``, steps); a dir without it is a model that was
+not trained (the original: its training cells read "-"). The table has one column per run: training wall
+time, steps, the error rate and quality fields of each part present in every run, and how each was decoded.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _run(spec: str) -> tuple[str, Path]:
     if not sep or not name or not path:
         raise InputError(f"a run is NAME=DIR, got {spec!r}")
     run_dir = Path(path)
-    if not (run_dir / "train_results.json").is_file():
-        raise MissingInputError(f"{run_dir / 'train_results.json'} not found (train the run first)")
+    if not any(run_dir.glob("errs-*.json")):
+        raise MissingInputError(f"{run_dir} holds no errs-*.json (evaluate the run first)")
     return name, run_dir
 
 
@@ -42,11 +43,12 @@ def _cell(value) -> str:
 
 def comparison_table(runs: list[tuple[str, Path]]) -> list[str]:
     """Markdown table rows: training time, steps, then per shared eval part its error rate and quality fields."""
-    trained = [json.loads((d / "train_results.json").read_text()) for _, d in runs]
+    trained = [json.loads((d / "train_results.json").read_text()) if (d / "train_results.json").is_file() else None
+               for _, d in runs]
     parts = sorted(set.intersection(*({p.stem.removeprefix("errs-") for p in d.glob("errs-*.json")} for _, d in runs)))
     errs = [{part: json.loads((d / f"errs-{part}.json").read_text()) for part in parts} for _, d in runs]
-    rows = [("training wall time (min)", [f"{t['train_runtime'] / 60:.1f}" for t in trained]),
-            ("training steps per second", [f"{t['train_steps_per_second']:.3f}" for t in trained])]
+    rows = [("training wall time (min)", [f"{t['train_runtime'] / 60:.1f}" if t else "-" for t in trained]),
+            ("training steps per second", [f"{t['train_steps_per_second']:.3f}" if t else "-" for t in trained])]
     for part in parts:
         first = errs[0][part]
         if first.get("total"):  # non-speech sets have no words to score

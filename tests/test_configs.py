@@ -37,6 +37,7 @@ def plain(value):
 
 @pytest.mark.parametrize("name, defaults", [
     ("lora.yaml", dataclass_defaults(LoraArgs)), ("demo_lora.yaml", dataclass_defaults(LoraArgs)),
+    ("real_lora.yaml", dataclass_defaults(LoraArgs)),
     ("full.yaml", dataclass_defaults(FullArgs)), ("eval.yaml", function_defaults(evaluate)),
 ])
 def test_yaml_keys_are_known_and_only_restate_paths(name, defaults):

@@ -128,8 +128,19 @@ def test_loss_curve_and_results_tables(tmp_path):
     run_script(str(RECIPE_DIR / "local/write_results.py"), *args)
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| x | 0.0M | 150.00 | **20.00** (0.00, 0.00, 20.00) |" in table
-    assert "| WER, retained language (not fine-tuned on) | 10.00 | 25.00 |" in table
+    assert "| WER, retained language (not fine-tuned on; 10 utterances) | 10.00 | 25.00 |" in table
     assert "| language identification accuracy, retained language | 100.00 | 70.00 |" in table
+    # several retained languages, each named
+    named = [*args, "--retention_names", "[English, Russian]", "--retention_original", f"[{errs('oe.json', 0.1, 1.0, 0.0)}, "
+             f"{errs('or.json', 0.3, 0.9, 0.0)}]", "--retention_tuned", f"[{errs('te.json', 0.25, 0.7, 0.1)}, "
+             f"{errs('tr.json', 0.33, 0.8, 0.0)}]"]
+    run_script(str(RECIPE_DIR / "local/write_results.py"), *named)
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| WER, English (not fine-tuned on; 10 utterances) | 10.00 | 25.00 |" in table
+    assert "| WER, Russian (not fine-tuned on; 10 utterances) | 30.00 | 33.00 |" in table
+    assert "| language identification accuracy, Russian | 90.00 | 80.00 |" in table
+    proc = run_script(str(RECIPE_DIR / "local/write_results.py"), *named[:-1], "[x.json]", check=False)
+    assert proc.returncode != 0 and "2 original, 1 tuned files and 2 names" in proc.stderr
     assert "| non-speech clips that got any text (4 clips) | 50.00 | 25.00 |" in table
     assert "![training and validation loss](loss.png)" in table
 
@@ -152,6 +163,12 @@ def test_compare_runs_table(tmp_path):
     assert "| WER (%), test | 10.00 | 12.50 |" in lines and "| decoded, test | un-padded | padded to 30 s |" in lines
     assert "| non-speech clips that got any text (%), nonspeech | 25.00 | n/a |" in lines
     assert not any("WER (%), nonspeech" in line or "extra" in line for line in lines)
-    proc = run_script(str(RECIPE_DIR / "local/compare_runs.py"), "--runs", f"[x={tmp_path / 'a'}, y={tmp_path}]",
+    # a model that was not trained (the original) has its errs but no training figures
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig/errs-test.json").write_text(json.dumps({"error_rate": 0.3, "total": 80, "metric": "wer"}))
+    compare.compare_runs([f"original={tmp_path / 'orig'}", f"un-padded={tmp_path / 'a'}"], str(tmp_path / "E.md"))
+    lines = (tmp_path / "E.md").read_text().splitlines()
+    assert "| training wall time (min) | - | 7.0 |" in lines and "| WER (%), test | 30.00 | 10.00 |" in lines
+    proc = run_script(str(RECIPE_DIR / "local/compare_runs.py"), "--runs", f"[x={tmp_path / 'a'}, y={tmp_path / 'tb'}]",
                       "--output", str(tmp_path / "D.md"), check=False)
-    assert proc.returncode != 0 and "train_results.json not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode != 0 and "holds no errs-*.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Choose run.sh's training settings on validation data: fine-tune once per row, score each on Italian val and
+on a voice the fine-tune never meets, and write the table.
+
+Usage (after ``bash run.sh``, whose data and original-model set-up it reuses):
+    ./local/sweep_settings.py [--grid config/sweep_real_it.yaml] [--rows "[default, lr_1e-3]"] [--out_dir exp/sweep]
+    ./local/sweep_settings.py --reuse "{default: exp/whisper-base-it/lora, no_guard: exp/whisper-base-it/lora_no_guard}"
+
+Each row of ``--grid`` is run.sh's fine-tune (``config/real_lora.yaml`` plus run.sh's mix: kl_to_base on the
+French prompts, packed windows, non-speech cuts) with that row's options changed, trained by ``finetune.sh``
+into ``<out_dir>/<row>`` (a row already trained with the same options is reused: finetune.sh's stamp), or taken
+from a dir run.sh trained with the same options (``--reuse``: run.sh's fine-tune is the default row, its
+``--compare_guard true`` run the no_guard row). Scored:
+Italian val (``real_it`` val part: the trained voice, text not in train or test) and Spanish
+(``data/kaldi/real_es/val``, es_MX_f_Allison, made here: never trained on, replayed or tested). The test split
+and the run.sh retention sets (en, ru) are never read. Writes ``<out_dir>/SWEEP.md``: per row the two WERs, Spanish
+against the original, training time, and the chosen row (best Italian WER with Spanish within +10% of the original).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
+from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
+
+FBANK = "data/fbank_whisper80"
+MIX = {"kl_to_base": [f"{FBANK}/real_fr_cuts_train.jsonl.gz"], "kl_to_base_prob": 0.2,
+       "replay": [f"{FBANK}/real_it_long_cuts_train.jsonl.gz"], "replay_prob": 0.1,
+       "nospeech_cuts": f"{FBANK}/nonspeech_cuts_train.jsonl.gz", "nospeech_prob": 0.1}  # run.sh's mix_opts
+RETENTION_LIMIT = 1.10  # Spanish WER at most 10% over the original's
+
+
+def _run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _score(model: str, out: Path) -> dict:
+    """errs of ``model`` on Italian val and Spanish, each scored once per model (egrecho_inner.stamps)."""
+    common = ["-c", "config/eval.yaml", "--model_path", model, "--outdir", str(out), "--num_workers", "1",
+              "--gen_args.max_new_tokens", "120"]
+    sets = {"val": ["--prefix_name", "real_it", "--part", "val"],
+            "es": ["--kaldi_dir", "data/kaldi/real_es/val", "--part", "es"]}
+    for part, options in sets.items():
+        _run([sys.executable, "-m", "egrecho_inner.stamps", "run", str(out / f".eval-{part}.stamp.json"),
+              "--outputs", str(out / f"errs-{part}.json"), "--inputs", model, "--", "egrecho", "eval", *common, *options])
+    return {part: json.loads((out / f"errs-{part}.json").read_text()) for part in sets}
+
+
+def _option_args(options: dict) -> list[str]:
+    """``--key value`` pairs as jsonargparse reads them (lists as JSON, booleans as true/false)."""
+    return [arg for key, value in options.items()
+            for arg in (f"--{key}", value if isinstance(value, str) else json.dumps(value))]
+
+
+def _train(name: str, options: dict, row_dir: Path) -> None:
+    _run(["bash", "finetune.sh", "--model_name", "whisper-base", "--is_lora", "true", "--prefix", "real_it",
+          "--exp_dir", str(row_dir), "--train_config", "config/real_lora.yaml", "--stop_stage", "0", "--",
+          *_option_args({**MIX, **options})])
+
+
+def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | None = None,
+                   out_dir: str = "exp/sweep", reuse: dict[str, str] | None = None) -> str | None:
+    """Train and score each row; returns the chosen row's name (None if no row keeps Spanish).
+
+    Args:
+        grid: YAML with ``rows: {name: {option: value}}``, options of egrecho_inner/lora.py.
+        rows: the rows to run (default: all, in the file's order).
+        out_dir: a dir per row, the original's scores in ``original/``, and SWEEP.md.
+        reuse: row name -> a dir run.sh trained with that row's options (not trained again).
+    """
+    reuse = reuse or {}
+    for need in (f"{FBANK}/real_it_cuts_val.jsonl.gz", MIX["kl_to_base"][0], "pretrained/whisper-base"):
+        if not Path(need).exists():
+            raise MissingInputError(f"{need} not found: run bash run.sh first")
+    table = yaml.safe_load(Path(grid).read_text())["rows"]
+    names = rows or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise InputError(f"{grid} has no rows {unknown}; it has {list(table)}")
+    if not Path("data/kaldi/real_es/val").is_dir():
+        _run([sys.executable, "local/make_real_data.py", "--language", "es", "--out_dir", "data/kaldi/real_es",
+              "--num_train", "0", "--num_val", "60", "--num_test", "0"])
+    out = Path(out_dir)
+    original = _score("pretrained/whisper-base", out / "original")
+    results = {}
+    for name in names:
+        row_dir = Path(reuse[name]) if name in reuse else out / name
+        if name not in reuse:
+            _train(name, table[name], row_dir)
+        elif not (row_dir / "checkpoint-final-lora-merge").is_dir():
+            raise MissingInputError(f"--reuse {name}: {row_dir} holds no checkpoint-final-lora-merge")
+        trained = json.loads((row_dir / "train_results.json").read_text())
+        results[name] = (_score(str(row_dir / "checkpoint-final-lora-merge"), row_dir), trained["train_runtime"])
+    text, chosen = sweep_table(grid, table, original, results, reuse)
+    with atomic_path(out / "SWEEP.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    print(text)
+    return chosen
+
+
+def sweep_table(grid: str, table: dict, original: dict, results: dict, reuse: dict[str, str]) -> tuple[str, str | None]:
+    """The Markdown table, and the chosen row."""
+    es0 = original["es"]["error_rate"]
+    kept = {n: r for n, r in results.items() if r[0]["es"]["error_rate"] <= RETENTION_LIMIT * es0}
+    chosen = min(kept, key=lambda n: kept[n][0]["val"]["error_rate"]) if kept else None
+    lines = [f"# Settings for run.sh chosen on validation data ({grid})", "",
+             "| row | options | WER it val (%) | WER es (%) | es vs original | training (min) |",
+             "| :-- | :-- | ---: | ---: | ---: | ---: |",
+             f"| original whisper-base | - | {100 * original['val']['error_rate']:.2f} | {100 * es0:.2f} | - | - |"]
+    for name, (errs, runtime) in results.items():
+        es = errs["es"]["error_rate"]
+        where = f" (trained by run.sh: {reuse[name]})" if name in reuse else ""
+        options = json.dumps(table[name]) if table[name] else "config/real_lora.yaml"
+        lines.append(f"| {'**' + name + '**' if name == chosen else name} | {options}{where} "
+                     f"| {100 * errs['val']['error_rate']:.2f} | {100 * es:.2f} | {100 * (es / es0 - 1):+.1f}% "
+                     f"| {runtime / 60:.1f} |")
+    n_val, n_es = original["val"]["num_utts"], original["es"]["num_utts"]
+    lines += ["", f"it val: {n_val} Italian prompts of the trained voice, text in neither train nor test; es: {n_es} "
+              "prompts of es_MX_f_Allison (never trained on, replayed or tested). Chosen (bold): the lowest it val WER "
+              f"among rows with es within +{100 * (RETENTION_LIMIT - 1):.0f}% of the original: "
+              f"{chosen or 'none qualifies'}."]
+    return "\n".join(lines) + "\n", chosen
+
+
+if __name__ == "__main__":
+    run_cli(sweep_settings)
