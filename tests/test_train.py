@@ -252,6 +252,11 @@ def test_unpadded_training_is_recorded(prepared_demo, tiny_model, tmp_path, monk
     assert recorded(tmp_path / "full/checkpoint-final") is True and recorded(tmp_path / "full/checkpoint-1") is True
     train(full, prepared_demo, tiny_model, tmp_path / "padded", max_steps=1)
     assert recorded(tmp_path / "padded/checkpoint-final") is False
+    # trained un-padded, told to decode padded (run.sh): the merged model decodes padded
+    trainer = train(lora, prepared_demo, tiny_model, tmp_path / "decode_padded", max_steps=1,
+                    remove_whisper_encoder_input_length_restriction=True, unpadded_decoding=False)
+    assert "attention_mask" in next(iter(trainer.get_train_dataloader()))  # it did train un-padded
+    assert recorded(Path(merge_lora_whisper(str(tmp_path / "decode_padded/checkpoint-final")))) is False
 
 
 def test_training_with_replay_and_nonspeech(prepared_demo, tiny_model, tmp_path, monkeypatch):
