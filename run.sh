@@ -6,8 +6,8 @@
 #   3. real speech from Debian's Asterisk prompt packages              (local/make_real_data.py):
 #      it (it_IT_m_Carlo): text-disjoint train / val / test, the fine-tune's language
 #      fr (fr_CA_f_June): the forgetting guard's audio (kl_to_base: trained towards the original's predictions)
-#      en (en_US_f_Allison), ru (ru_RU_f_IvrvoiceRU): test only, never trained on, replayed or used to choose
-#      settings (local/sweep_settings.py chose them on it val and es_MX_f_Allison prompts)
+#      en (en_US_f_Allison), ru (ru_RU_f_IvrvoiceRU): test only, never trained on or replayed
+#      (local/sweep_settings.py scores settings on it val and es_MX_f_Allison prompts instead)
 #      and non-speech clips (make_nonspeech_data.py: other clips for training and for the test)
 #   4. prepare manifests and features (Italian train with 0.9x/1.1x speed copies)       (prepare.sh)
 #      and long recordings joining the Italian test prompts, Kaldi segments giving each one's place
@@ -102,7 +102,7 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --longform_original $exp/orig/errs-long.json --longform_tuned $exp/lora/errs-long.json \
   --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
-  --notes "Real speech: Debian's Asterisk prompt recordings, one professional voice per language. Italian: $stats. Retention: $(wc -l < $kaldi/real_en/test/text) English and $(wc -l < $kaldi/real_ru/test/text) Russian prompts of voices never trained on, replayed or used to choose settings. Forgetting guard: kl_to_base on $(wc -l < $kaldi/real_fr/train/text) French prompts at 20% of the cuts (trained towards the original model's predictions, not the transcripts). Long recordings: the $(wc -l < $kaldi/real_it_long/test/wav.scp) of make_long_recordings.py, each joining 16 Italian test prompts with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/real_lora.yaml (chosen on it val + es val: results/sweep_real_it.md; trained un-padded, decoded padded), speed perturbation 0.9/1.1, SpecAugment, timestamp_probability 0.5, replay_prob 0.1 (windows of up to 30 s packed from long recordings of the training prompts), nospeech_prob 0.1."
+  --notes "Real speech: Debian's Asterisk prompt recordings, one professional voice per language. Italian: $stats. Retention: $(wc -l < $kaldi/real_en/test/text) English and $(wc -l < $kaldi/real_ru/test/text) Russian prompts of voices never trained on or replayed. Forgetting guard: kl_to_base on $(wc -l < $kaldi/real_fr/train/text) French prompts at 20% of the cuts (trained towards the original model's predictions, not the transcripts). Long recordings: the $(wc -l < $kaldi/real_it_long/test/wav.scp) of make_long_recordings.py, each joining 16 Italian test prompts with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/real_lora.yaml (trained un-padded, decoded padded; validation preferred no guard, results/sweep_real_it.md: README says why run.sh keeps it), speed perturbation 0.9/1.1, SpecAugment, timestamp_probability 0.5, replay_prob 0.1 (windows of up to 30 s packed from long recordings of the training prompts), nospeech_prob 0.1."
 
 if [ "$compare_guard" = true ]; then  # same data, steps and seed, without the fr cuts and their KL term
   finetune $exp/lora_no_guard --replay "[$fbank/real_it_long_cuts_train.jsonl.gz]" --replay_prob 0.1 \
