@@ -61,7 +61,8 @@ def _option_args(options: dict) -> list[str]:
             for arg in (f"--{key}", value if isinstance(value, str) else json.dumps(value))]
 
 
-def _train(name: str, options: dict, row_dir: Path) -> None:
+def _train(options: dict, row_dir: Path) -> None:
+    """finetune.sh with run.sh's mix and ``options`` into ``row_dir`` (skipped when its stamp is up to date)."""
     _run(["bash", "finetune.sh", "--model_name", "whisper-base", "--is_lora", "true", "--prefix", "real_it",
           "--exp_dir", str(row_dir), "--train_config", "config/real_lora.yaml", "--stop_stage", "0", "--",
           *_option_args({**MIX, **options})])
@@ -95,7 +96,7 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
     for name in names:
         row_dir = Path(reuse[name]) if name in reuse else out / name
         if name not in reuse:
-            _train(name, table[name], row_dir)
+            _train(table[name], row_dir)
         elif not (row_dir / "checkpoint-final-lora-merge").is_dir():
             raise MissingInputError(f"--reuse {name}: {row_dir} holds no checkpoint-final-lora-merge")
         trained = json.loads((row_dir / "train_results.json").read_text())

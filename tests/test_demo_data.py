@@ -172,3 +172,16 @@ def test_compare_runs_table(tmp_path):
     proc = run_script(str(RECIPE_DIR / "local/compare_runs.py"), "--runs", f"[x={tmp_path / 'a'}, y={tmp_path / 'tb'}]",
                       "--output", str(tmp_path / "D.md"), check=False)
     assert proc.returncode != 0 and "holds no errs-*.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_chooses_the_best_row_that_keeps_the_other_voice():
+    sweep = load_script("sweep_settings")
+    errs = lambda val, es: {"val": {"error_rate": val, "num_utts": 40}, "es": {"error_rate": es, "num_utts": 60}}  # noqa: E731
+    original = errs(0.20, 0.30)
+    results = {"a": (errs(0.15, 0.32), 600.0), "b": (errs(0.10, 0.34), 600.0), "c": (errs(0.12, 0.33), 300.0)}
+    table = {"a": {}, "b": {"learning_rate": 1e-3}, "c": {"kl_to_base": []}}
+    text, chosen = sweep.sweep_table("grid.yaml", table, original, results, {"a": "exp/a"})
+    assert chosen == "c"  # b is best on val but takes es 13% over the original; c is within +10%
+    assert "| **c** | {\"kl_to_base\": []} | 12.00 | 33.00 | +10.0% | 5.0 |" in text
+    assert "| a | config/real_lora.yaml (trained by run.sh: exp/a) | 15.00 | 32.00 | +6.7% | 10.0 |" in text
+    assert sweep.sweep_table("g", table, original, {"b": results["b"]}, {})[1] is None
