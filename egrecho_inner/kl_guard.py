@@ -12,8 +12,11 @@ without marked cuts has exactly Whisper's own loss.
 The base sees its rows as Whisper was trained to see them, padded to 30 s with no frame mask, even when the
 fine-tune trains un-padded: an original Whisper fed un-padded audio rarely ends its transcript (it never saw
 audio end before the window did), and a first version that compared the two on un-padded input taught the
-fine-tune exactly that: it looped on every language but the trained one (English WER 6.8% -> 366%). At LoRA's initialisation (B = 0) the two models are the
-same function and the KL is exactly 0; it grows only as the adapter moves the model on those cuts.
+fine-tune exactly that: it looped on every language but the trained one (English WER 6.8% -> 366%).
+
+At LoRA's initialisation (B = 0) the two models are the same function: on padded batches the KL is exactly 0
+and grows only as the adapter moves the model; on un-padded ones it starts at the gap between the model's
+un-padded and padded predictions, which the adapter learns to close on those cuts.
 """
 
 from __future__ import annotations
@@ -22,22 +25,20 @@ import torch
 import torch.nn.functional as F
 
 from egrecho_inner.constants import IGNORE_INDEX
-from egrecho_inner.features import padding_value
+from egrecho_inner.features import pad_batch
 from egrecho_inner.unpadded import CONV_STRIDE
 
 
 def as_whisper_input(inputs: dict, num_frames: int) -> dict:
     """An un-padded batch (``attention_mask`` holds its frame mask) as Whisper's own input: each row padded to
-    ``num_frames`` the way HF pads audio (:func:`features.padding_value` of the row's real frames), no mask.
+    ``num_frames`` the way HF pads audio (:func:`features.pad_batch`), no mask.
     A padded batch is returned as it is."""
     frames = inputs.get("attention_mask")
     if frames is None:
         return inputs
     feats = inputs["input_features"]  # (R, n_mels, T)
-    padded = feats.new_empty(feats.shape[0], feats.shape[1], num_frames)
-    for row, (f, real) in enumerate(zip(feats, frames.sum(dim=1).tolist())):
-        padded[row, :, :real] = f[:, :real]
-        padded[row, :, real:] = padding_value(f[:, :real].T)
+    real = [f[:, :n].T for f, n in zip(feats, frames.sum(dim=1).tolist())]  # (T_i, n_mels) each
+    padded = pad_batch(real, num_frames).to(feats.device, feats.dtype)
     return {**{k: v for k, v in inputs.items() if k != "attention_mask"}, "input_features": padded}
 
 
