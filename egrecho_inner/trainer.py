@@ -205,12 +205,12 @@ class LhotseSeq2SeqTrainer(Seq2SeqTrainer):
         teacher = base_logits(self.accelerator.unwrap_model(model), inputs, kl_rows)  # before the graph is built
         outputs = model(**inputs)
         loss, kl = guarded_loss(outputs.logits, inputs["labels"], kl_rows, teacher, self.kl_weight)
-        self._kl_values.append(kl.item())
+        self._kl_values.append(kl)  # a tensor: no device sync per step, one at logging
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if self._kl_values and "loss" in logs:  # a training log: the kl_to_base term beside the loss
-            logs["kl_to_base"] = round(sum(self._kl_values) / len(self._kl_values), 6)
+            logs["kl_to_base"] = round(torch.stack(self._kl_values).mean().item(), 6)
             self._kl_values = []
         super().log(logs, *args, **kwargs)
 
