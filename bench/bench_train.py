@@ -56,8 +56,12 @@ def train_flops_per_sample(config: WhisperConfig, label_tokens: int, frames: Opt
 def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_size: int = 4, steps: int = 5,
             warmup: int = 2, label_tokens: int = 50, dtype: str = "fp32", device: str = "cpu", lora: bool = False,
             gradient_checkpointing: bool = False, unpadded_seconds: float = 0.0,
-            compile: bool = False) -> tuple[float, str]:
-    """Training samples/s of one setting, and a line describing it (device, MFU on a known GPU)."""
+            compile: bool = False, lora_dropout: float = 0.05, lora_cast_input: bool = True,
+            profile: int = 0) -> tuple[float, str]:
+    """Training samples/s of one setting, and a line describing it (device, MFU on a known GPU). LoRA is the
+    recipe's (r 32, alpha 64, dropout 0.05 on every attention and MLP linear); ``lora_cast_input`` false stops
+    peft casting each adapter's input to the adapter's fp32 under autocast. ``profile`` > 0: print the kernels
+    that took most device time over that many extra steps."""
     torch.manual_seed(0)
     if model_path:
         model = WhisperForConditionalGeneration.from_pretrained(model_path)
@@ -69,8 +73,12 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=[
+        model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, lora_dropout=lora_dropout, target_modules=[
             "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
+        if not lora_cast_input:
+            for module in model.modules():
+                if hasattr(module, "cast_input_dtype_enabled"):
+                    module.cast_input_dtype_enabled = False
         if gradient_checkpointing:
             model.enable_input_require_grads()
     frames = 2 * model.config.max_source_positions
@@ -106,11 +114,15 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     samples_per_s = batch_size * steps / (time.perf_counter() - start)
+    if profile:
+        print_top_kernels(step, profile, device)
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
     flops = train_flops_per_sample(config, label_tokens, frames)
     inputs = f"{unpadded_seconds:g} s un-padded" if unpadded_seconds > 0 else "30 s padded"
     inputs += ", compiled" if compile else ""
+    if lora:
+        inputs += f", LoRA dropout {lora_dropout:g}" + ("" if lora_cast_input else ", no input cast")
     line = (f"{name} | whisper-{model_path or model_size} {dtype} lora={str(lora).lower()} batch {batch_size} "
             f"{inputs}: {samples_per_s:.2f} samples/s, {flops / 1e12:.2f} TFLOP/sample, "
             f"{samples_per_s * flops / 1e12:.1f} TFLOP/s achieved")
@@ -118,6 +130,20 @@ def measure(model_size: str = "tiny", model_path: Optional[str] = None, batch_si
     if peak and dtype == "bf16":
         line += f", MFU {100 * samples_per_s * flops / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s bf16"
     return samples_per_s, line
+
+
+def print_top_kernels(step, steps: int, device: str, top: int = 12) -> None:
+    """The operators that took most time over ``steps`` more training steps (device time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60))
 
 
 def run(model_size: str = "base", batch_size: int = 8, clip_seconds: float = 5.0, steps: int = 2,
@@ -148,10 +174,15 @@ def main() -> None:
     parser.add_argument("--unpadded_seconds", type=float, default=0.0,
                         help="> 0: un-padded inputs of this length (egrecho_inner/unpadded.py) instead of 30 s")
     parser.add_argument("--compile", choices=["true", "false"], default="false", help="torch.compile the model")
+    parser.add_argument("--lora_dropout", type=float, default=0.05, help="the recipe's default")
+    parser.add_argument("--lora_cast_input", choices=["true", "false"], default="true",
+                        help="false: peft does not cast adapter inputs to fp32 under autocast")
+    parser.add_argument("--profile", type=int, default=0, help="> 0: print the top operators over this many steps")
     args = parser.parse_args()
     _, line = measure(args.model_size, args.model_path, args.batch_size, args.steps, args.warmup, args.label_tokens,
                       args.dtype, args.device, args.lora == "true", args.gradient_checkpointing == "true",
-                      args.unpadded_seconds, args.compile == "true")
+                      args.unpadded_seconds, args.compile == "true", args.lora_dropout, args.lora_cast_input == "true",
+                      args.profile)
     print(line)
 
 

@@ -65,6 +65,10 @@ class DataArgs:
     """dataloader worker processes"""
     remove_whisper_encoder_input_length_restriction: bool = False
     """un-padded batches: pad to the longest cut, not 30 s, and mask the padding (egrecho_inner/unpadded.py)"""
+    bucket_frames: Optional[int] = None
+    """un-padded batches padded up to a multiple of this many frames, and labels of any batch to a multiple of 8
+    tokens (masked: the loss is the same), so that a compiled model sees few input shapes. null: 100 (1 s) when
+    training compiles the model, else 2 (off)"""
     language: Optional[str] = None
     """language of cuts whose supervision names none"""
     task: str = "transcribe"
@@ -291,7 +295,8 @@ def train_loader(
     spec_augment = SpecAugment(time_warp_factor=80, num_frame_masks=2) if args.enable_spec_aug else None
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
                              cut_transforms=cut_transforms, spec_augment=spec_augment,
-                             unpadded=args.remove_whisper_encoder_input_length_restriction)
+                             unpadded=args.remove_whisper_encoder_input_length_restriction,
+                             frame_bucket=args.bucket_frames or 2)
     if not args.shar:
         return LhotseLoader(make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed),
                             dataset, args.num_workers)
@@ -312,7 +317,8 @@ def eval_loader(
     """Unshuffled batches of one part, for the validation loss."""
     cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler, log_drops=rank == 0))
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
-                             unpadded=args.remove_whisper_encoder_input_length_restriction)
+                             unpadded=args.remove_whisper_encoder_input_length_restriction,
+                             frame_bucket=args.bucket_frames or 2)
     sampler = make_sampler(cuts, args, shuffle=False, world_size=world_size, rank=rank, seed=0)
     return LhotseLoader(sampler, dataset, args.num_workers)
 

@@ -31,6 +31,7 @@ from egrecho_inner.features import load_cut_features, make_fbank_extractor, pad_
 log = logging.getLogger(__name__)
 
 KL_TO_BASE = "kl_to_base"  # supervision custom field: the cut trains towards the base model (data_module.kl_to_base)
+LABEL_BUCKET = 8  # labels padded to a multiple of this many tokens when shapes are bucketed (compiled training)
 
 
 def is_kl_to_base(cut: Cut) -> bool:
@@ -134,6 +135,8 @@ class WhisperDataset(torch.utils.data.Dataset):
         spec_augment: applied to each cut's un-padded ``(T, n_mels)`` features.
         unpadded: pad only to the batch's longest cut (an even frame count) and return the frame
             ``attention_mask``, for a model adapted by ``egrecho_inner.unpadded``; default: Whisper's 3000.
+        frame_bucket: with ``unpadded``, pad up to a multiple of this many frames (even); over 2, labels are
+            also padded to a multiple of ``LABEL_BUCKET`` tokens: a compiled model then sees few shapes.
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
         spec_augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         unpadded: bool = False,
+        frame_bucket: int = 2,
     ):
         self.labeler = labeler
         self.on_the_fly_feats = on_the_fly_feats
@@ -151,6 +155,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         self.cut_transforms = list(cut_transforms)
         self.spec_augment = spec_augment
         self.unpadded = unpadded
+        self.frame_bucket = frame_bucket
 
     def _features(self, cut: Cut) -> torch.Tensor:
         from_audio = self.on_the_fly_feats or isinstance(cut, MixedCut)
@@ -165,12 +170,15 @@ class WhisperDataset(torch.utils.data.Dataset):
         feats = [self._features(cut) for cut in cuts]
         batch = {"cut_ids": [cut.id for cut in cuts]}  # not a model input: the trainer takes it off
         if self.unpadded:
-            batch["input_features"], batch["attention_mask"] = pad_to_longest(feats)  # (B, n_mels, T), (B, T)
+            batch["input_features"], batch["attention_mask"] = pad_to_longest(feats, self.frame_bucket)  # (B, n_mels, T), (B, T)
         else:
             batch["input_features"] = pad_batch(feats)  # (B, n_mels, 3000)
         if self.labeler is not None:
             labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
-            batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
+            labels = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
+            if self.frame_bucket > 2:
+                labels = torch.nn.functional.pad(labels, (0, -labels.shape[1] % LABEL_BUCKET), value=IGNORE_INDEX)
+            batch["labels"] = labels
             kl_rows = [is_kl_to_base(cut) for cut in cuts]
             if any(kl_rows):  # not a model input: the trainer takes it off (egrecho_inner/kl_guard.py)
                 batch["kl_rows"] = torch.tensor(kl_rows)

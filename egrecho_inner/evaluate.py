@@ -235,6 +235,8 @@ class Decoder:
         num_mel_bins = self.model.config.num_mel_bins
         timed = set(timed) | {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS}
         batched = cutset.filter(lambda c: c.id not in timed).to_eager()
+        if self.unpadded:  # batches of similar lengths carry little padding (each cut decodes as it would alone)
+            batched = batched.sort_by_duration(ascending=False)
         hyps = {}
         if len(batched):
             by_id = {c.id: c for c in batched}

@@ -74,11 +74,15 @@ def pad_batch(feats: Sequence[torch.Tensor], num_frames: int = N_FRAMES) -> torc
     return out
 
 
-def pad_to_longest(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Un-padded batching: ``(T_i, n_mels)`` features padded (as HF pads) to the longest, rounded up to an
-    even count for the encoder's stride-2 convolution, ``(B, n_mels, T)``, and the frame mask ``(B, T)``."""
-    length = max(f.shape[0] for f in feats)
-    length += length % 2
+def pad_to_longest(feats: Sequence[torch.Tensor], multiple: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Un-padded batching: ``(T_i, n_mels)`` features padded (as HF pads) to the longest, rounded up to a
+    ``multiple`` (even: the encoder's stride-2 convolution wants an even count; at most 3000),
+    ``(B, n_mels, T)``, and the frame mask ``(B, T)``."""
+    if multiple < 2 or multiple % 2:
+        raise InputError(f"un-padded frame multiple must be even and >= 2, got {multiple}")
+    longest = max(f.shape[0] for f in feats)
+    longest += longest % 2
+    length = max(longest, min(N_FRAMES, -(-longest // multiple) * multiple))
     mask = torch.zeros(len(feats), length, dtype=torch.long)
     for i, f in enumerate(feats):
         mask[i, : f.shape[0]] = 1

@@ -66,8 +66,11 @@ class TrainArgs(DataArgs):
     bf16: bool = False  # GPU only; on CPU a warning and fp32
     gradient_checkpointing: bool = False
     """trade compute for activation memory"""
-    use_compile: bool = False
-    """torch.compile the model"""
+    use_compile: Optional[bool] = None
+    """torch.compile the model (fuses the elementwise work of LoRA, the un-padded masks and the loss): null: on when
+    training on CUDA without DeepSpeed. The first steps pay the compilation (about a minute for whisper-small)"""
+    compile_mode: Optional[str] = None
+    """torch.compile mode: null (default), reduce-overhead, max-autotune-no-cudagraphs, ..."""
     deepspeed: Optional[str] = None
     """config/ds_config_z1.json, _z2.json or _z3.json"""
     resume_from_checkpoint: Union[bool, str, None] = None
@@ -88,6 +91,7 @@ class TrainArgs(DataArgs):
 
 
 LION = "lion"
+COMPILED_FRAME_BUCKET = 100  # un-padded batches of a compiled model: padded up to whole seconds
 
 
 def optimizer_cls_and_kwargs(args: TrainArgs) -> Optional[tuple[type, dict]]:
@@ -131,7 +135,8 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         save_steps=args.save_steps, save_total_limit=args.save_total_limit, save_on_each_node=args.save_on_each_node,
         load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, fp16=fp16, bf16=bf16, activation_checkpointing=args.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False}, torch_compile=args.use_compile,
+        activation_checkpointing_kwargs={"use_reentrant": False}, torch_compile=compiles(args),
+        torch_compile_mode=args.compile_mode if compiles(args) else None,
         deepspeed=args.deepspeed, seed=args.seed, report_to=["tensorboard"],
         ignore_data_skip=True,  # the lhotse sampler fast-forwards itself (SamplerResume below)
         remove_unused_columns=False, label_names=["labels"], predict_with_generate=False,
@@ -139,6 +144,13 @@ def training_arguments(args: TrainArgs) -> Seq2SeqTrainingArguments:
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),  # lets several CPU processes (gloo) form a DDP group
     )
+
+
+def compiles(args: TrainArgs) -> bool:
+    """Whether training runs a torch.compile'd model: ``use_compile``, or by default on CUDA without DeepSpeed."""
+    if args.use_compile is not None:
+        return args.use_compile
+    return torch.cuda.is_available() and not args.deepspeed
 
 
 def _single_process_group() -> None:
@@ -275,6 +287,8 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language,
                              timestamp_probability=args.timestamp_probability, seed=args.seed)
     world, rank = state.num_processes, state.process_index
+    if args.bucket_frames is None:  # a compiled model: few input shapes, few recompilations
+        args.bucket_frames = COMPILED_FRAME_BUCKET if compiles(args) else 2
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
     valid = eval_loader(args, labeler, "val", world_size=world, rank=rank)
     if len(train) == 0:

@@ -42,6 +42,7 @@ UNPADDED_KEY = "remove_whisper_encoder_input_length_restriction"  # generation c
 @dataclass
 class _MaskHolder:
     frames: Optional[torch.Tensor] = None  # (B, T) 1 = real frame; set only while one forward call runs
+    cross: Optional[torch.Tensor] = None  # their key mask, built once for a whole generate call (frame_mask)
 
     @contextlib.contextmanager
     def holding(self, frames: Optional[torch.Tensor]):
@@ -53,11 +54,17 @@ class _MaskHolder:
         try:
             yield
         finally:
-            self.frames = None
+            self.frames = self.cross = None
 
     def key_mask(self, num_positions: int, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        """The held frames' key mask (None when nothing is held)."""
-        return None if self.frames is None else key_mask(self.frames, num_positions, dtype)
+        """The held frames' key mask (None when nothing is held): the one built for the block when it fits,
+        else built now."""
+        if self.frames is None:
+            return None
+        cross = self.cross
+        if cross is not None and cross.shape[-1] == num_positions and cross.dtype == dtype:
+            return cross
+        return key_mask(self.frames, num_positions, dtype)
 
 
 def key_mask(frames: torch.Tensor, num_positions: int, dtype: torch.dtype) -> torch.Tensor:
@@ -139,11 +146,15 @@ def enable_unpadded_inputs(model) -> None:
 
 
 @contextlib.contextmanager
-def frame_mask(model, attention_mask: torch.Tensor):
+def frame_mask(model, attention_mask: torch.Tensor, dtype: Optional[torch.dtype] = None):
     """Within the block, every encoder and decoder call of an adapted model masks the padding of
     ``attention_mask`` ``(B, T)`` (rows repeated for beams), also calls that get no mask themselves
-    (e.g. ``generate``'s language detection)."""
-    with _whisper(model).model.encoder._unpadded_masks.holding(attention_mask):
+    (e.g. ``generate``'s language detection). ``dtype``: the decoder's; its cross-attention mask is then
+    built once here instead of at every decoding step."""
+    holder = _whisper(model).model.encoder._unpadded_masks
+    with holder.holding(attention_mask):
+        if dtype is not None and holder.frames is attention_mask:
+            holder.cross = key_mask(attention_mask, attention_mask.shape[-1] // CONV_STRIDE, dtype)
         yield
 
 
