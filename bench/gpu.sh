@@ -8,7 +8,7 @@
 #   - rows that need what the machine lacks (espeak-ng for the loader's corpus, ctranslate2 for faster-whisper,
 #     pretrained/whisper-base) are skipped with a line saying why; a row that fails or runs over its time says so
 #     and the script goes on
-# A bare GPU machine (torch, no registry): carry the wheels bench/gpu_wheels.sh downloads (docs: bench/README.md).
+# A bare GPU machine (torch, no registry): carry the wheels bench/gpu_wheels.sh downloads (bench/README.md says how).
 #
 # Usage: bash bench/gpu.sh [wheels_dir=.whl] [results=bench/RESULTS-gpu.md]
 set -uo pipefail
@@ -28,7 +28,7 @@ log=${GPU_LOG:-$(mktemp)}  # GPU_LOG: keep the rows as they come (a run stopped 
 row() {
   local title=$1 limit=$2; shift 2
   echo "### $title" | tee -a "$log"
-  timeout "$limit" "$@" 2>&1 | grep -v -i -E "warn|deprecat" | tee -a "$log"
+  timeout "$limit" "$@" 2>&1 | grep --line-buffered -v -i -E "warn|deprecat" | tee -a "$log"
   local rc=${PIPESTATUS[0]}
   [ "$rc" = 124 ] && echo "row stopped: over its ${limit} s" | tee -a "$log"
   [ "$rc" != 0 ] && [ "$rc" != 124 ] && echo "row failed (exit $rc)" | tee -a "$log"
@@ -36,11 +36,16 @@ row() {
 }
 skip() { echo "### $1" >> "$log"; echo "skipped: $2" | tee -a "$log"; }
 
-gen=()
-[ -f "$wheels/whisper-generation/generation_config.json" ] && gen=(--generation_config "$wheels/whisper-generation")
+versions() {
+  echo "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2> /dev/null || echo 'no nvidia-smi'),"
+  python3 -c "import torch, transformers, peft; print(f'torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}.')" 2>&1 | tail -1
+}
+versions | tee -a "$log"   # first, so that a run stopped early still says where it ran
+gen=(--model_size base)
+[ -f "$wheels/whisper-generation/generation_config.json" ] && gen+=(--generation_config "$wheels/whisper-generation")
 train=(python3 bench/bench_train.py --model_size small --dtype bf16 --steps 10 --warmup 3)
 row "eval: decoder loop, whisper-base fp16, batch 64, 5 s clips" 240 \
-  python3 bench/bench_decode.py --model_size base --dtype float16 --batch_size 64 --clip_seconds 5 "${gen[@]}"
+  python3 bench/bench_decode.py --dtype float16 --batch_size 64 --clip_seconds 5 "${gen[@]}"
 row "training: full, 30 s padded, batch 64, compiled (default)" 180 "${train[@]}" --batch_size 64 --compile true
 row "training: LoRA, 30 s padded, batch 64, compiled (default)" 180 "${train[@]}" --batch_size 64 --compile true --lora true
 row "training: full, 30 s padded, batch 64, eager" 60 "${train[@]}" --batch_size 64
@@ -71,8 +76,7 @@ fi
   echo "# GPU benchmark results"
   echo
   echo "Written by \`bash bench/gpu.sh\` on $(date -u +%Y-%m-%d) at commit ${GIT_COMMIT:-$(git rev-parse --short HEAD 2> /dev/null || echo unknown)}:"
-  echo "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2> /dev/null || echo 'no nvidia-smi'),"
-  python3 -c "import torch, transformers, peft; print(f'torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}.')"
+  versions
   echo "Random weights of the real models' sizes; training rows: 10 timed steps after 3 warm-up steps (which hold the"
   echo "compilation); eval rows: 4 timed batches after 3 warm-up batches. See bench/README.md for how to read them."
   echo

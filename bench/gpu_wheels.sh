@@ -17,7 +17,7 @@ done
 pins() { grep -E "^($1)==" requirements.txt; }
 # binary wheels for that Python (pure ones match any)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
-  "${platforms[@]}" -d "$dir" $(pins "transformers|peft|lhotse|lilcom") cytoolz soundfile audioread
+  "${platforms[@]}" -d "$dir" $(pins "transformers|peft|lhotse|lilcom") cytoolz soundfile cffi pycparser audioread
 # intervaltree is published as source only: build its (pure Python) wheel here
 python3 -m pip wheel -q --no-deps -w "$dir" intervaltree
 du -sh "$dir" && ls "$dir"

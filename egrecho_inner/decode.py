@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from egrecho_inner.constants import N_FRAMES
+from egrecho_inner.errors import InputError
 from egrecho_inner.features import pad_batch, pad_to_longest, pad_to_whisper_input
 from egrecho_inner.new_language import generate_language
 from egrecho_inner.seeking import LongFormResult, WindowsDecoder, seek_decode_batch
@@ -32,7 +33,7 @@ class GenArgs:
     num_beams: int = 1
     return_timestamps: bool = False
     temperature_fallback: Optional[list[float]] = None
-    """e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]: re-decode hotter when the thresholds below fail"""
+    """not supported (refused in one line): transformers' fallback needs input features, and the encoder runs once"""
     no_speech_threshold: Optional[float] = None
     compression_ratio_threshold: Optional[float] = None
     logprob_threshold: Optional[float] = None
@@ -67,7 +68,10 @@ def generate_kwargs(gen: GenArgs, processor, device) -> dict:
                 "compression_ratio_threshold": gen.compression_ratio_threshold, "max_length": gen.max_new_tokens}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     if gen.temperature_fallback:
-        kwargs["temperature"] = tuple(gen.temperature_fallback)
+        # transformers re-decodes a failed row from its input features, which are not passed when the encoder
+        # ran once here (generate_batch): the fallback would crash deep inside generate
+        raise InputError("gen_args.temperature_fallback is not supported: egrecho runs the encoder once and hands "
+                         "its output to generate, whose fallback needs the input features; leave it null")
     if gen.prompt_text:
         kwargs["prompt_ids"] = processor.get_prompt_ids(gen.prompt_text, return_tensors="pt").to(device)
     if static_decoder(gen, device):

@@ -56,6 +56,15 @@ class AdaLoraAllocator(TrainerCallback):
         self.peft_model.base_model.update_and_allocate(state.global_step)
 
 
+def skip_adapter_input_casts(model) -> None:
+    """Stop peft casting each adapter's input to the adapters' fp32 under autocast: autocast runs the adapter
+    matmuls in bf16/fp16 anyway, so the cast only adds a full-width copy of every adapted layer's input (on an
+    H200 the recipe's LoRA step ran 136 -> 167 samples/s with this and no dropout; bench/RESULTS-gpu.md)."""
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
+
+
 def prepare_model(model, args: LoraArgs, total_steps: int) -> tuple:
     """Wrap the model with a LoRA (or AdaLoRA) adapter; only adapter weights train.
 
@@ -74,6 +83,8 @@ def prepare_model(model, args: LoraArgs, total_steps: int) -> tuple:
         config.trainable_token_indices = {"embed_tokens": [new_id]}
     base = Path(args.base_model).expanduser()
     model = get_peft_model(model, config)
+    if args.bf16 or args.fp16:
+        skip_adapter_input_casts(model)
     # The embedding never trains whole: an added language's row is in the trainable-token weights and merge
     # grows the base itself. peft's default would save the grown embedding (twice: tied input and output)
     # in every checkpoint, and for a hub-id base look the model up on the hub (a warning when offline).

@@ -150,7 +150,9 @@ def compiles(args: TrainArgs) -> bool:
     """Whether training runs a torch.compile'd model: ``use_compile``, or by default on CUDA without DeepSpeed."""
     if args.use_compile is not None:
         return args.use_compile
-    return torch.cuda.is_available() and not args.deepspeed
+    sharded = args.deepspeed or any(os.environ.get(f"ACCELERATE_USE_{k}", "").lower() in ("1", "true")
+                                    for k in ("DEEPSPEED", "FSDP"))  # set by an accelerate config
+    return torch.cuda.is_available() and not sharded
 
 
 def _single_process_group() -> None:
@@ -289,6 +291,10 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     world, rank = state.num_processes, state.process_index
     if args.bucket_frames is None:  # a compiled model: few input shapes, few recompilations
         args.bucket_frames = COMPILED_FRAME_BUCKET if compiles(args) else 2
+    if args.bucket_frames < 2 or args.bucket_frames % 2:
+        raise InputError(f"bucket_frames must be even and >= 2, got {args.bucket_frames}")
+    if args.compile_mode and not compiles(args):
+        log.warning("compile_mode %s ignored: the model is not compiled (use_compile)", args.compile_mode)
     train = train_loader(args, labeler, world_size=world, rank=rank, seed=args.seed)
     valid = eval_loader(args, labeler, "val", world_size=world, rank=rank)
     if len(train) == 0:

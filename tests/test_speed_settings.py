@@ -1,5 +1,6 @@
-"""Compiled training: shape buckets keep a compiled model's recompilations to a few, and the padding they add is
-masked (each cut's loss is the one it gets without buckets); ``use_compile`` defaults on CUDA only."""
+"""Settings for GPU speed: shape buckets keep a compiled model's recompilations to a few, and the padding they add
+is masked (each cut's loss is the one it gets without buckets); ``use_compile`` defaults on CUDA only; LoRA
+adapters skip peft's fp32 input casts under autocast without changing the loss."""
 
 from __future__ import annotations
 
@@ -61,12 +62,18 @@ def test_buckets_bound_recompilations_and_keep_the_loss(tiny_model, batches_of_c
         graphs.append(graph_module)
         return graph_module.forward
 
-    torch._dynamo.reset()
-    compiled = torch.compile(model, backend=counting_backend, dynamic=False)  # one graph per input shape
-    for batch in binned:  # a training step's forward and backward, whole graph
-        compiled(input_features=batch["input_features"], labels=batch["labels"],
-                 attention_mask=batch["attention_mask"]).loss.backward()
-    assert 0 < len(graphs) == len({shapes(b) for b in binned})
+    for dynamic, most in ((False, len({shapes(b) for b in binned})), (None, 3)):
+        # static shapes: one graph per bucket; the Trainer's default (automatic dynamic shapes): the first shape,
+        # then one recompilation as each varying dimension (frames, labels) turns dynamic
+        graphs.clear()
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend=counting_backend, dynamic=dynamic)
+        for batch in binned:  # a training step's forward and backward
+            compiled(input_features=batch["input_features"], labels=batch["labels"],
+                     attention_mask=batch["attention_mask"]).loss.backward()
+        assert 0 < len(graphs) <= most < len(binned)
+        if dynamic is False:  # one whole graph per shape: no graph break in the un-padded masks
+            assert len(graphs) == most
 
 
 def test_compile_default_follows_the_device(monkeypatch):
@@ -75,3 +82,33 @@ def test_compile_default_follows_the_device(monkeypatch):
     assert not compiles(TrainArgs(use_compile=False))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not compiles(TrainArgs()) and compiles(TrainArgs(use_compile=True))
+
+
+def test_lora_without_input_casts_keeps_the_loss(tiny_model, batches_of_cuts, whisper_tokenizer):
+    """Under bf16 autocast the adapters' matmuls run in bf16 either way: skipping peft's cast of their inputs to
+    fp32 saves a copy per adapted layer and leaves the loss and its gradients as they were."""
+    from peft import LoraConfig, get_peft_model
+
+    from egrecho_inner.lora import skip_adapter_input_casts
+
+    model, _ = load_whisper(str(tiny_model))
+    torch.manual_seed(0)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1", "fc2"],
+                                            init_lora_weights=False))  # B != 0: the adapter path counts
+    lora.eval()
+    batch = WhisperDataset(WhisperLabeler(whisper_tokenizer))[batches_of_cuts[0]]
+
+    def loss_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        lora.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = lora(input_features=batch["input_features"], labels=batch["labels"]).loss
+        loss.backward()
+        grad = next(p.grad for n, p in lora.named_parameters() if "lora_A" in n)
+        return loss.detach(), grad.clone()
+
+    cast = loss_and_grad()
+    skip_adapter_input_casts(lora)
+    assert not any(getattr(m, "cast_input_dtype_enabled", False) for m in lora.modules())
+    skipped = loss_and_grad()
+    torch.testing.assert_close(skipped[0], cast[0])
+    torch.testing.assert_close(skipped[1], cast[1])
