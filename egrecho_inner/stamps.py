@@ -92,6 +92,11 @@ def stale_reason(stamp: Pathlike, current: dict, outputs: Iterable[Pathlike] = (
                if old.get("inputs", {}).get(name) != identity]
     changes += [f"{name} {old.get('options', {}).get(name)!r} -> {value!r}" for name, value in current["options"].items()
                 if old.get("options", {}).get(name) != value]
+    # an option or input set before and absent now is a change too (options only recorded when set, e.g.
+    # pack_segments, would otherwise keep the last run's output)
+    changes += [f"{name} {value!r} -> not set" for name, value in old.get("options", {}).items()
+                if name not in current["options"]]
+    changes += [f"{name} no longer an input" for name in old.get("inputs", {}) if name not in current["inputs"]]
     return "; ".join(changes) or None
 
 

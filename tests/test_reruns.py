@@ -120,6 +120,21 @@ def test_a_changed_command_line_reruns_a_stamped_step(tmp_path):
     assert f"running (output missing: {out})" in stamped("bash", "-c", f"echo b > {out}")
 
 
+def test_a_removed_option_or_input_reruns(tmp_path):
+    """Options recorded only when set (prepare.sh's pack_segments, shar_shard_size, ...): a rerun without one
+    is a change, not "up to date" over the last run's output."""
+    from egrecho_inner.stamps import fingerprint, stale_reason, write_stamp
+
+    stamp, out, extra = tmp_path / ".stamp.json", tmp_path / "out.txt", tmp_path / "replay.jsonl"
+    out.write_text("x")
+    extra.write_text("r")
+    write_stamp(stamp, fingerprint([extra], {"pack_segments": "true", "num_mel_bins": "80"}))
+    assert stale_reason(stamp, fingerprint([extra], {"pack_segments": "true", "num_mel_bins": "80"}), [out]) is None
+    assert stale_reason(stamp, fingerprint([extra], {"num_mel_bins": "80"}), [out]) == "pack_segments 'true' -> not set"
+    assert stale_reason(stamp, fingerprint([], {"pack_segments": "true", "num_mel_bins": "80"}), [out]) == \
+        f"{extra} no longer an input"
+
+
 def test_second_run_on_a_prefix_refuses(work):
     (work / "data/manifests").mkdir(parents=True)
     holder = subprocess.Popen(["flock", str(work / "data/manifests/.rr.lock"), "sleep", "60"], start_new_session=True)
