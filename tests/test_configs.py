@@ -1,6 +1,7 @@
 """One source for every default: the option dataclasses (and ``evaluate``'s signature). Each YAML in
 config/ holds known keys only, and besides the paths a user edits first only values that differ from
-the code's defaults; the README's table of training options states the code's defaults."""
+the code's defaults; docs/training.md's table of training options states the code's defaults, and docs/development.md's
+Architecture section names every module."""
 
 from __future__ import annotations
 
@@ -48,9 +49,13 @@ def test_yaml_keys_are_known_and_only_restate_paths(name, defaults):
     assert not restated, f"config/{name} restates the code's defaults for {restated}: drop them (one source)"
 
 
-def readme_option_rows() -> list[tuple[list[str], list]]:
-    """(keys, default values) of each row of the README's training-option table."""
-    text = (RECIPE_DIR / "README.md").read_text(encoding="utf-8")
+TRAINING_DOC = RECIPE_DIR / "docs" / "training.md"
+DEVELOPMENT_DOC = RECIPE_DIR / "docs" / "development.md"
+
+
+def doc_option_rows() -> list[tuple[list[str], list]]:
+    """(keys, default values) of each row of docs/training.md's training-option table."""
+    text = TRAINING_DOC.read_text(encoding="utf-8")
     table = text[text.index("| key | default | meaning |"):].split("\n\n", 1)[0].splitlines()[2:]
     rows = []
     for line in table:
@@ -60,27 +65,29 @@ def readme_option_rows() -> list[tuple[list[str], list]]:
     return rows
 
 
-def test_readme_option_table_states_the_code_defaults():
+def test_doc_option_table_states_the_code_defaults():
     defaults = {**dataclass_defaults(FullArgs), **dataclass_defaults(LoraArgs)}  # LoRA's output_dir/learning_rate
-    rows = readme_option_rows()
+    rows = doc_option_rows()
     assert len(rows) > 15
     documented = set()
     for keys, values in rows:
-        assert len(keys) == len(values), f"README row {keys}: {len(values)} values"
+        assert len(keys) == len(values), f"docs/training.md row {keys}: {len(values)} values"
         for key, value in zip(keys, values):
-            assert key in defaults, f"README documents an unknown option {key}"
-            assert plain(value) == plain(defaults[key]), f"README says {key} defaults to {value}, the code {defaults[key]}"
+            assert key in defaults, f"docs/training.md documents an unknown option {key}"
+            assert plain(value) == plain(defaults[key]), f"docs/training.md says {key} defaults to {value}, the code {defaults[key]}"
             documented.add(key)
     # the table covers every option but those a user rarely sets
     assert set(defaults) - documented <= {"weight_decay", "record_cut_ids", "new_language", "new_language_init"}
 
 
-def test_readme_architecture_names_every_module():
-    text = (RECIPE_DIR / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Architecture"):text.index("## Data preparation")]
+def test_doc_architecture_names_every_module():
+    text = DEVELOPMENT_DOC.read_text(encoding="utf-8")
+    start = text.index("\n## Architecture\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end != -1 else len(text)]
     package = RECIPE_DIR / "egrecho_inner"
     modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py"}
     missing = {m for m in modules if m not in section}
-    assert not missing, f"README's Architecture section does not name {sorted(missing)}"
+    assert not missing, f"docs/development.md's Architecture section does not name {sorted(missing)}"
     named = set(re.findall(r"\b((?:deploy/)?\w+\.py)\b", section))
     assert not {n for n in named if n not in modules and not (RECIPE_DIR / "local" / n).is_file()}
