@@ -71,7 +71,7 @@ fi
 
 # glibc's malloc keeps the blocks freed after each batch larger than any before in its heap, so with
 # un-padded batches of varying shapes training's resident memory only climbs (local/run_vi_demo.sh: 6.1 GB); tcmalloc
-# reuses them (2.5 GB, steps as fast). README: "Peak memory".
+# reuses them (2.5 GB, steps as fast). docs/scale.md: "Peak memory of the synthetic demo".
 if [ "$allocator" = tcmalloc ] && [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if tcmalloc=$(bash "$recipe_dir/local/find_library.sh" libtcmalloc_minimal.so.4); then
     export LD_PRELOAD=${LD_PRELOAD:+$LD_PRELOAD:}$tcmalloc

@@ -84,7 +84,7 @@ class DataArgs:
     """cut manifests (audio; transcripts optional) mixed into training with no transcript target: on their cuts the
     loss is KL(base || fine-tune) of the next-token distributions, the base being the LoRA model with its adapters
     off (LoRA only). Keeps what the model did on other languages and voices without teaching their transcripts
-    (README: Keeping what the model knew). A cut's text, if any, only gives the tokens the two are compared on"""
+    (docs/training.md: A guard that needs no transcripts). A cut's text, if any, only gives the tokens the two are compared on"""
     kl_to_base_prob: Union[float, list[float]] = 0.2
     """share of training cuts drawn from the kl_to_base manifests (split equally), or one share per manifest"""
     nospeech_cuts: Optional[str] = None
@@ -231,7 +231,7 @@ def training_cuts(args: DataArgs, seed: int = 42, cuts_only: bool = False,
     every training cut once plus the extras in proportion (``replay_prob`` + ``nospeech_prob`` < 1).
     """
     train = load_cuts(args, "train", seed, cuts_only, shard_split)
-    hint = "the {} cut manifest (README: Keeping other languages and silence)"
+    hint = "the {} cut manifest (docs/training.md: Keeping other languages and silence)"
     replay = shares(args.replay, args.replay_prob, "replay")
     kl = shares(args.kl_to_base, args.kl_to_base_prob, "kl_to_base")
     extras = [(path, read_cuts(path, hint.format("replay")), share) for path, share in replay]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """GPU memory of Whisper fine-tuning, computed (not measured): model states by ZeRO stage and activations
-per sample, and the largest batch that fits a 24, 40 and 80 GB card. Prints the README's memory table.
+per sample, and the largest batch that fits a 24, 40 and 80 GB card. Prints the memory table of docs/scale.md.
 
 Usage:
     python local/memory_estimate.py [--gpus 8] [--seconds 30]
@@ -9,7 +9,8 @@ Model states per parameter, bf16 mixed precision with AdamW (the ZeRO paper's ac
 bf16 gradients 2 B, fp32 master weights and two Adam moments 12 B. DDP keeps all 16 B on every GPU; ZeRO-2
 splits gradients and optimizer states over the GPUs (2 + 14 / N); ZeRO-3 splits everything (16 / N);
 ZeRO-3 with CPU offload keeps them in CPU memory (the GPU holds the layers being computed). LoRA: the frozen
-base in bf16 (2 B) plus 16 B per adapter parameter (r 32 on q, k, v, out, fc1, fc2).
+base in fp32 (4 B: nothing casts it to bf16, autocast only computes in bf16) plus 16 B per adapter parameter
+(r 32 on q, k, v, out, fc1, fc2).
 
 Activations per sample (Korthikanti et al. 2022, bf16, attention through SDPA so the score matrices are not
 kept): 34 * s * h bytes per layer for a sequence of s positions and width h; the encoder runs on 1500
@@ -70,7 +71,7 @@ def rows(gpus: int, seconds: float, label_tokens: int) -> list[list]:
     for name, (d, enc, dec, heads, mels, vocab) in MODELS.items():
         total, adapter = parameter_counts(d, enc, dec, heads, mels, vocab)
         setups = {
-            "LoRA": 2 * total + 16 * adapter,
+            "LoRA (fp32 base)": 4 * total + 16 * adapter,
             "full, DDP": 16 * total,
             f"full, ZeRO-2 x{gpus}": 2 * total + 14 * total / gpus,
             f"full, ZeRO-3 x{gpus}": 16 * total / gpus,
