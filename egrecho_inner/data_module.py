@@ -75,6 +75,10 @@ class DataArgs:
     timestamp_probability: float = 0.5
     """share of cuts labelled with their segments' times (<|0.00|> text <|2.40|>) instead of <|notimestamps|>,
     so the fine-tune keeps predicting timestamps (long-form decoding, subtitles); 0: none, as the original"""
+    language_token_loss: Optional[bool] = None
+    """train the language token (Whisper's language identification) with the transcripts' cross-entropy. null: only
+    when training a new_language (its token must be learnt); else off: a fine-tune on one language would learn that
+    all speech is that language (docs/training.md: Language identification). kl_to_base cuts keep theirs"""
     replay: list[str] = field(default_factory=list)
     """cut manifests of other data (e.g. another language) mixed into training so the model keeps it,
     each cut with its own transcript and language"""
@@ -296,7 +300,7 @@ def train_loader(
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
                              cut_transforms=cut_transforms, spec_augment=spec_augment,
                              unpadded=args.remove_whisper_encoder_input_length_restriction,
-                             frame_bucket=args.bucket_frames or 2)
+                             frame_bucket=args.bucket_frames or 2, language_loss=args.language_token_loss is not False)
     if not args.shar:
         return LhotseLoader(make_sampler(cuts, args, shuffle=True, world_size=world_size, rank=rank, seed=seed),
                             dataset, args.num_workers)
@@ -318,7 +322,7 @@ def eval_loader(
     cuts = load_cuts(args, part).filter(TrainingCutFilter(labeler, log_drops=rank == 0))
     dataset = WhisperDataset(labeler, on_the_fly_feats=args.on_the_fly_feats, num_mel_bins=args.num_mel_bins,
                              unpadded=args.remove_whisper_encoder_input_length_restriction,
-                             frame_bucket=args.bucket_frames or 2)
+                             frame_bucket=args.bucket_frames or 2, language_loss=args.language_token_loss is not False)
     sampler = make_sampler(cuts, args, shuffle=False, world_size=world_size, rank=rank, seed=0)
     return LhotseLoader(sampler, dataset, args.num_workers)
 

@@ -9,7 +9,9 @@ between its start and end times instead (quantised to 0.02 s, relative to the cu
 
     <|startoftranscript|> <|lang|> <|transcribe|> <|0.00|> text <|2.40|> <|2.80|> more text <|5.12|> <|endoftext|>
  The model prepends ``<|startoftranscript|>`` itself (its decoder
-start token), so ``labels`` hold the sequence without it, padded with -100.
+start token), so ``labels`` hold the sequence without it, padded with -100. Without ``language_loss`` the
+language token's label is -100 too (not trained; ``kl_to_base`` cuts keep it), and the batch carries the
+decoder's input ids, which the model would otherwise derive from the labels.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ class WhisperDataset(torch.utils.data.Dataset):
             ``attention_mask``, for a model adapted by ``egrecho_inner.unpadded``; default: Whisper's 3000.
         frame_bucket: with ``unpadded``, pad up to a multiple of this many frames (even); over 2, labels are
             also padded to a multiple of ``LABEL_BUCKET`` tokens: a compiled model then sees few shapes.
+        language_loss: False: the language token of transcribed cuts is not a training target (labels -100
+            there, ``decoder_input_ids`` in the batch), so a one-language fine-tune keeps language identification.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         spec_augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         unpadded: bool = False,
         frame_bucket: int = 2,
+        language_loss: bool = True,
     ):
         self.labeler = labeler
         self.on_the_fly_feats = on_the_fly_feats
@@ -156,6 +161,7 @@ class WhisperDataset(torch.utils.data.Dataset):
         self.spec_augment = spec_augment
         self.unpadded = unpadded
         self.frame_bucket = frame_bucket
+        self.language_loss = language_loss
 
     def _features(self, cut: Cut) -> torch.Tensor:
         from_audio = self.on_the_fly_feats or isinstance(cut, MixedCut)
@@ -174,12 +180,27 @@ class WhisperDataset(torch.utils.data.Dataset):
         else:
             batch["input_features"] = pad_batch(feats)  # (B, n_mels, 3000)
         if self.labeler is not None:
-            labels = [torch.tensor(self.labeler(cut)[1:]) for cut in cuts]  # drop <|startoftranscript|>
-            labels = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)
-            if self.frame_bucket > 2:
-                labels = torch.nn.functional.pad(labels, (0, -labels.shape[1] % LABEL_BUCKET), value=IGNORE_INDEX)
-            batch["labels"] = labels
-            kl_rows = [is_kl_to_base(cut) for cut in cuts]
-            if any(kl_rows):  # not a model input: the trainer takes it off (egrecho_inner/kl_guard.py)
-                batch["kl_rows"] = torch.tensor(kl_rows)
+            batch.update(self._targets(cuts))
         return batch
+
+    def _targets(self, cuts: CutSet) -> dict:
+        """``labels`` (B, L) and, when present, ``kl_rows`` (B,) and ``decoder_input_ids`` (B, L)."""
+        full = [torch.tensor(self.labeler(cut)) for cut in cuts]  # <|startoftranscript|> ... <|endoftext|>
+        multiple = LABEL_BUCKET if self.frame_bucket > 2 else 1
+        labels = _pad_ids([ids[1:] for ids in full], IGNORE_INDEX, multiple)  # the model prepends the start token
+        targets = {"labels": labels}
+        kl_rows = torch.tensor([is_kl_to_base(cut) for cut in cuts])
+        if kl_rows.any():  # not a model input: the trainer takes it off (egrecho_inner/kl_guard.py)
+            targets["kl_rows"] = kl_rows
+        if not self.language_loss:
+            pad_id = self.labeler.tokenizer.pad_token_id
+            pad_id = self.labeler.tokenizer.eos_token_id if pad_id is None else pad_id
+            targets["decoder_input_ids"] = _pad_ids([ids[:-1] for ids in full], pad_id, multiple)
+            labels[~kl_rows, 0] = IGNORE_INDEX  # position 0 predicts <|lang|> from <|startoftranscript|>
+        return targets
+
+
+def _pad_ids(rows: list[torch.Tensor], value: int, multiple: int = 1) -> torch.Tensor:
+    """Rows of ids right-padded with ``value`` to the longest, rounded up to a multiple of ``multiple``."""
+    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+    return torch.nn.functional.pad(padded, (0, -padded.shape[1] % multiple), value=value)

@@ -286,6 +286,7 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
     args.num_mel_bins = model.config.num_mel_bins
     if not 0.0 <= args.timestamp_probability <= 1.0:
         raise InputError(f"timestamp_probability must be within [0, 1], got {args.timestamp_probability}")
+    args.language_token_loss = resolve_language_token_loss(args)
     labeler = WhisperLabeler(processor.tokenizer, task=args.task, default_language=args.language,
                              timestamp_probability=args.timestamp_probability, seed=args.seed)
     world, rank = state.num_processes, state.process_index
@@ -336,6 +337,12 @@ def run_training(args: TrainArgs, prepare_model: Callable, save_config: Callable
         log.info("tensorboard --logdir %s", os.environ["TENSORBOARD_LOGGING_DIR"])
     state.wait_for_everyone()
     return trainer
+
+
+def resolve_language_token_loss(args: TrainArgs) -> bool:
+    """Whether transcripts train the language token: as set, else only for a new language (its token must be
+    learnt; a known language's identification is kept as the base model has it)."""
+    return bool(args.new_language) if args.language_token_loss is None else args.language_token_loss
 
 
 def c_allocator() -> str:
