@@ -83,19 +83,25 @@ elif [ "$allocator" != tcmalloc ] && [ "$allocator" != system ]; then
 fi
 
 # Each step runs unless its stamp (egrecho_inner/stamps.py) says its inputs and options are unchanged:
-# new data, config, base model, DeepSpeed config (its contents) or options retrain; a changed checkpoint is
-# merged and evaluated again. Not yet covered: the contents of replay/kl_to_base/nospeech manifests and Shar
-# shards named in the config (their paths are, through the config): remove the stamp after editing them.
+# new data (train/val cuts, and the replay, kl_to_base, non-speech, MUSAN manifests and Shar shards the resolved
+# config names), config, base model, DeepSpeed config (its contents) or options retrain; a changed checkpoint
+# is merged and evaluated again.
 stamped=(python3 -m egrecho_inner.stamps run)
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: $mode fine-tuning of $base_model -> $exp_dir"
   mkdir -p "$exp_dir"
+  train_opts=(-c "$train_config" --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir"
+              --prefix_name "$prefix" "${ds_opt[@]}" "${extra_args[@]}")
+  resolved=$exp_dir/.train-resolved.yaml   # the options as training will read them: which data files it opens
+  python3 "$recipe_dir/egrecho_inner/$mode.py" "${train_opts[@]}" --print_config > "$resolved.tmp"
+  mv "$resolved.tmp" "$resolved"
+  listed=$(python3 -m egrecho_inner.stamps training-inputs "$resolved")
+  data_inputs=()
+  [ -z "$listed" ] || mapfile -t data_inputs <<< "$listed"
   "${stamped[@]}" "$exp_dir/.train.stamp.json" --outputs "$exp_dir/checkpoint-final" \
     --inputs "$train_config" "$base_model" "$manifest_dir/${prefix}_cuts_train.jsonl.gz" \
-      "$manifest_dir/${prefix}_cuts_val.jsonl.gz" "${ds_opt[@]:1}" -- \
-    "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" -c "$train_config" \
-      --base_model "$base_model" --output_dir "$exp_dir" --manifest_dir "$manifest_dir" --prefix_name "$prefix" \
-      "${ds_opt[@]}" "${extra_args[@]}"
+      "$manifest_dir/${prefix}_cuts_val.jsonl.gz" "${ds_opt[@]:1}" "${data_inputs[@]}" -- \
+    "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" "${train_opts[@]}"
   if [ "$mode" = lora ] && [ "$machine_rank" -eq 0 ]; then
     log "Merging the adapter into $base_model"
     "${stamped[@]}" "$exp_dir/.merge.stamp.json" --outputs "$exp_dir/checkpoint-final-lora-merge" \

@@ -6,8 +6,8 @@
 #   3. real speech from Debian's Asterisk prompt packages              (local/make_real_data.py):
 #      it (it_IT_m_Carlo): text-disjoint train / val / test, the fine-tune's language
 #      fr (fr_CA_f_June): the forgetting guard's audio (kl_to_base: trained towards the original's predictions)
-#      en (en_US_f_Allison), ru (ru_RU_f_IvrvoiceRU): test only, never trained on or replayed
-#      (local/sweep_settings.py scores settings on it val and es_MX_f_Allison prompts instead)
+#      en (en_US_f_Allison), ru (ru_RU_f_IvrvoiceRU): test and val (text-disjoint), never trained on or replayed
+#      (local/sweep_settings.py chooses settings on it, en and ru val: prompts text-disjoint from the test's)
 #      and non-speech clips (make_nonspeech_data.py: other clips for training and for the test)
 #   4. prepare manifests and features (Italian train with 0.9x/1.1x speed copies)       (prepare.sh)
 #      and long recordings joining the Italian test prompts, Kaldi segments giving each one's place
@@ -43,8 +43,8 @@ real_data() {  # real_data LANGUAGE TRAIN VAL TEST: one Asterisk voice, text-dis
 }
 real_data it -1 40 100
 real_data fr -1 0 0
-real_data en 0 0 100
-real_data ru 0 0 100
+real_data en 0 100 100   # val: prompts text-disjoint from test, for choosing settings (local/sweep_settings.py)
+real_data ru 0 100 100
 for split in "train 8" "test 16"; do  # long recordings: training windows (packed below), the long-form test (~40 s each)
   read -r part per <<< "$split"
   "${stamped[@]}" $kaldi/real_it_long/$part/.stamp.json --outputs $kaldi/real_it_long/$part \

@@ -12,6 +12,7 @@ From the shell (``finetune.sh``, ``run.sh``, ``prepare.sh``'s MUSAN stage)::
     python3 -m egrecho_inner.stamps check STAMP --inputs A B --outputs C --options k=v   # exit 0: up to date
     python3 -m egrecho_inner.stamps write STAMP --inputs A B --options k=v
     python3 -m egrecho_inner.stamps run STAMP --inputs A B --outputs C -- COMMAND ARGS    # check, run, write
+    python3 -m egrecho_inner.stamps training-inputs RESOLVED_TRAIN_YAML   # the extra data files training reads
 
 ``run`` counts the command line among the options, so a changed argument reruns the step.
 """
@@ -118,6 +119,21 @@ def write_stamp(stamp: Pathlike, current: dict) -> None:
         tmp.write_text(json.dumps(current, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def training_data_inputs(config: Pathlike) -> list[str]:
+    """The data files a resolved training config (``lora.py``/``full.py`` ``--print_config``) reads beyond its
+    train and val manifests: replay, kl_to_base and non-speech manifests, MUSAN's cuts, the Shar shards."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    manifest_dir = Path(cfg.get("manifest_dir") or ".")
+    found = [*(cfg.get("replay") or []), *(cfg.get("kl_to_base") or []), cfg.get("nospeech_cuts")]
+    if cfg.get("enable_musan"):
+        found.append(manifest_dir / "musan_cuts.jsonl.gz")
+    if cfg.get("shar"):
+        found.append(manifest_dir / f"{cfg.get('prefix_name')}_shar_train")
+    return [str(path) for path in found if path]
+
+
 def _options(pairs: list[str]) -> dict:
     parsed = {}
     for pair in pairs:
@@ -132,14 +148,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     """``check`` exits 0 when up to date (printing "up to date") and 1 with the reason otherwise; ``run``
     runs the command after ``--`` unless up to date and writes the stamp when it succeeds."""
     parser = argparse.ArgumentParser(prog="python3 -m egrecho_inner.stamps", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("check", "write", "run"))
-    parser.add_argument("stamp")
+    parser.add_argument("action", choices=("check", "write", "run", "training-inputs"))
+    parser.add_argument("stamp", help="the stamp file (training-inputs: the resolved training config)")
     parser.add_argument("--inputs", nargs="*", default=[])
     parser.add_argument("--outputs", nargs="*", default=[])
     parser.add_argument("--options", nargs="*", default=[])
     argv = sys.argv[1:] if argv is None else argv
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.action == "training-inputs":
+        print("\n".join(training_data_inputs(args.stamp)))
+        return
     options = _options(args.options)
     if command:  # the command line is an option too: any change of its arguments reruns it
         options["command"] = shlex.join(command)

@@ -149,3 +149,18 @@ def test_second_run_on_a_prefix_refuses(work):
     wait_for_lock_release(work / "data/manifests/.rr.lock")
     proc, _ = prepare(work, "--stop_stage", "1")  # free again
     assert proc.returncode == 0
+
+
+def test_training_inputs_name_every_data_file_the_config_reads(tmp_path):
+    """finetune.sh stamps what the resolved config names beyond train/val: replay, kl_to_base, non-speech,
+    MUSAN and Shar (an edited replay manifest retrains: tests/test_train.py)."""
+    from egrecho_inner.stamps import training_data_inputs
+
+    config = tmp_path / "resolved.yaml"
+    config.write_text("manifest_dir: fb\nprefix_name: p\nreplay: [r1.jsonl.gz, r2.jsonl.gz]\nkl_to_base: [k.jsonl.gz]\n"
+                      "nospeech_cuts: n.jsonl.gz\nenable_musan: true\nshar: true\n")
+    assert training_data_inputs(config) == ["r1.jsonl.gz", "r2.jsonl.gz", "k.jsonl.gz", "n.jsonl.gz",
+                                            "fb/musan_cuts.jsonl.gz", "fb/p_shar_train"]
+    config.write_text("manifest_dir: fb\nprefix_name: p\nreplay: []\nkl_to_base: []\nnospeech_cuts: null\n"
+                      "enable_musan: false\nshar: false\n")
+    assert training_data_inputs(config) == []

@@ -90,9 +90,14 @@ def read_ids(output_dir: Path) -> dict[int, list[tuple[int, str]]]:
 def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_demo, tiny_model, tmp_path):
     from safetensors.torch import load_file, save_file
 
+    from lhotse import load_manifest
+
     exp = tmp_path / "exp"
+    replay = tmp_path / "replay_cuts.jsonl.gz"
+    load_manifest(prepared_demo / "data/fbank_whisper80/demo_vi_cuts_val.jsonl.gz").to_file(replay)
     args = [str(RECIPE_DIR / "finetune.sh"), "--model_name", str(tiny_model), "--exp_dir", str(exp), "--",
-            "--max_cuts", "2", "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--num_workers", "0"]
+            "--max_cuts", "2", "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--num_workers", "0",
+            "--replay", f"[{replay}]", "--replay_prob", "0.2"]
     proc = run_script(*args, cwd=prepared_demo)
     assert proc.stdout.count("running (not run before)") == 3  # train, merge, eval
     assert library_warnings(proc.stdout + proc.stderr) == []  # progress bars and our log lines only
@@ -111,7 +116,12 @@ def test_finetune_redoes_merge_and_eval_when_the_checkpoint_changes(prepared_dem
     assert f"running ({exp}/checkpoint-final changed): egrecho merge-lora-whisper" in log
     assert f"running ({exp}/checkpoint-final-lora-merge changed): egrecho eval" in log
     assert (exp / "errs-test.json").stat().st_mtime_ns != errs_before
-    # changed training options retrain: the command line is part of the stamp (tests/test_reruns.py)
+    # changed training options retrain: the command line is part of the stamp (tests/test_reruns.py); so does
+    # an edited manifest the options name (here the replay cuts, one cut fewer)
+    load_manifest(replay).subset(first=2).to_file(replay)
+    split = args.index("--")
+    log = run_script(*args[:split], "--stop_stage", "0", *args[split:], cwd=prepared_demo).stdout
+    assert f"running ({replay} changed)" in log
 
 
 def test_find_library_agrees_with_the_loaded_libc():
