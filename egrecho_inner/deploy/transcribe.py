@@ -81,6 +81,7 @@ def transcribe(
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    _refuse_ignored_options(engine, device, compute_type)
     timed = output_format != "txt"
     if timed and output_dir:
         writable_dir(output_dir)
@@ -105,6 +106,16 @@ def transcribe(
         else:
             print(render(output_format, utt_id, segments), end="", flush=True)
     return results
+
+
+def _refuse_ignored_options(engine: str, device: str, compute_type: str) -> None:
+    """An option the engine would ignore is refused in one line instead."""
+    if compute_type != "default" and engine != "ct2":
+        raise InputError(f"--compute_type {compute_type} is for engine ct2 (CTranslate2's precision); engine {engine} "
+                         "decodes in the model's own precision: leave it at default")
+    if engine == "cpp" and device not in ("auto", "cpu"):
+        raise InputError(f"--device {device}: engine cpp runs whisper.cpp on the CPU (pywhispercpp's CPU build); "
+                         "use --device cpu or auto, or engine ct2/hf/onnx on a GPU")
 
 
 def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):

@@ -73,3 +73,8 @@ def test_transcribe_files_and_scp(tiny_model, exported, tmp_path, capsys):
     assert [u for u, _ in ct2_lines] == ["utt-a", "utt-b"] and ct2_lines[0][1] == ct2_lines[1][1]
     with pytest.raises(ValueError, match="engine must be one of"):
         transcribe(str(tiny_model), [str(short)], engine="tflite")
+    # options an engine would ignore are refused, before any model is loaded
+    with pytest.raises(ValueError, match="compute_type int8 is for engine ct2"):
+        transcribe(str(tiny_model), [str(short)], engine="hf", compute_type="int8")
+    with pytest.raises(ValueError, match="engine cpp runs whisper.cpp on the CPU"):
+        transcribe(str(tiny_model), [str(short)], engine="cpp", device="cuda")
