@@ -67,7 +67,8 @@ def comparison_table(runs: list[tuple[str, Path]]) -> list[str]:
     return header + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
 
 
-def compare_runs(runs: list[str], output: str, title: str = "Runs compared", notes: str = "", command: str = "") -> None:
+def compare_runs(runs: list[str], output: str, title: str = "Runs compared", notes: str = "",
+                 command: str = "") -> None:
     """Write the comparison of ``runs`` (NAME=DIR each) to ``output`` and print it.
 
     Args:

@@ -4,7 +4,9 @@ and every ``#anchor`` reaches a heading of its target (GitHub's heading slugs)."
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -232,3 +234,35 @@ def test_markers_in_code_blocks_are_examples(tmp_path):
     text = ('```markdown\n<!-- fig: nowhere.md "row" 2 -->1.00x<!-- /fig -->\n'
             '<!-- figures: nowhere.md -->\n<!-- /figures -->\n```\n')
     assert render_docs.render_text(text, tmp_path / "page.md", tmp_path) == (text, [])
+
+
+def own_data_commands() -> list[list[str]]:
+    """The commands of README's "Your own data in five commands", split into words."""
+    readme = (RECIPE_DIR / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Your own data in five commands", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_own_data_commands_take_the_options_they_are_given():
+    """Each option README's walkthrough passes is one the script (a variable parse_options.sh sets) or the
+    egrecho command (a parameter of its function) takes, so that the five commands paste as they are."""
+    from egrecho_inner.cli import COMMANDS, register_commands
+
+    register_commands()
+    commands = own_data_commands()
+    assert [c[:2] for c in commands if c[0] in ("bash", "egrecho")] == [
+        ["bash", "prepare.sh"], ["bash", "finetune.sh"], ["bash", "finetune.sh"], ["egrecho", "transcribe"],
+        ["egrecho", "export-ct2"]]
+    for words in commands:
+        options = [w[2:].split(".")[0] for w in words if w.startswith("--")]
+        if words[0] == "bash":
+            script = (RECIPE_DIR / words[1]).read_text(encoding="utf-8")
+            missing = [o for o in options if not re.search(rf"^{o}=", script, re.M)]
+        elif words[0] == "egrecho":
+            parameters = inspect.signature(COMMANDS[words[1]].func).parameters
+            missing = [o for o in options if o not in parameters]
+        else:  # m=exp/...: the merged model where finetune.sh writes it
+            assert words == ["m=exp/whisper-small/lora/checkpoint-final-lora-merge"]
+            assert "exp_dir=${exp_dir:-exp/$tag/$mode}" in (RECIPE_DIR / "finetune.sh").read_text(encoding="utf-8")
+            missing = []
+        assert not missing, f"{' '.join(words[:2])}: no option {missing}"
