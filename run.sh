@@ -25,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 compare_guard=false
 help_message="Usage: bash run.sh [--compare_guard true]"
+run_command="bash run.sh${*:+ $*}"  # named with the commit in the results files it writes
 . local/parse_options.sh
 export HF_HUB_OFFLINE=1 PIP_ROOT_USER_ACTION=ignore
 start=$(date +%s)
@@ -101,14 +102,14 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --retention_tuned "[$exp/lora/errs-en.json, $exp/lora/errs-ru.json]" \
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --longform_original $exp/orig/errs-long.json --longform_tuned $exp/lora/errs-long.json \
-  --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
+  --loss_curve loss.png --output $exp/RESULTS.md --command "$run_command" --wall_seconds $(( $(date +%s) - start )) \
   --notes "Real speech: Debian's Asterisk prompt recordings, one professional voice per language. Italian: $stats. Retention: $(wc -l < $kaldi/real_en/test/text) English and $(wc -l < $kaldi/real_ru/test/text) Russian prompts of voices never trained on or replayed. Forgetting guard: kl_to_base on $(wc -l < $kaldi/real_fr/train/text) French prompts at 20% of the cuts (trained towards the original model's predictions, not the transcripts). Long recordings: the $(wc -l < $kaldi/real_it_long/test/wav.scp) of make_long_recordings.py, each joining 16 Italian test prompts with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/real_lora.yaml (trained un-padded, decoded padded; validation preferred no guard, results/sweep_real_it.md: README says why run.sh keeps it), speed perturbation 0.9/1.1, SpecAugment, timestamp_probability 0.5, replay_prob 0.1 (windows of up to 30 s packed from long recordings of the training prompts), nospeech_prob 0.1."
 
 if [ "$compare_guard" = true ]; then  # same data, steps and seed, without the fr cuts and their KL term
   finetune $exp/lora_no_guard --replay "[$fbank/real_it_long_cuts_train.jsonl.gz]" --replay_prob 0.1 \
     --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
   python3 local/compare_runs.py --runs "[original=$exp/orig, with the guard=$exp/lora, without=$exp/lora_no_guard]" \
-    --output $exp/GUARD.md --title "run.sh --compare_guard true: whisper-base LoRA with and without the KL guard" \
+    --output $exp/GUARD.md --command "$run_command" --title "run.sh --compare_guard true: whisper-base LoRA with and without the KL guard" \
     --notes "Same data, steps and seed; without the guard the 20% French cuts (kl_to_base) are left out. test: Italian (trained voice, unseen text); en, ru: voices and languages never trained on; long: Italian test prompts joined into long recordings."
 fi
 echo "tensorboard --logdir $exp/lora/tensorboard"

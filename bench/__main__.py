@@ -27,7 +27,7 @@ import torch
 
 from bench import bench_eval, bench_export, bench_features, bench_loader, bench_train
 from bench.common import RECIPE_DIR, Row, markdown_table, print_rows
-from egrecho_inner.utils import atomic_path
+from egrecho_inner.utils import atomic_path, git_commit
 
 
 MIN_LOADER_HEADROOM = 3.0  # loader cuts/s over training cuts/s; below it the data pipeline sets the pace
@@ -73,7 +73,8 @@ def main() -> None:
     section("export", bench_export.run(args.model, num_utts=12, threads=threads))
     minutes = (time.perf_counter() - start) / 60
 
-    header = (f"# Benchmark results\n\nWritten by `python -m bench` on {date.today()}: {platform.processor() or platform.machine()}, "
+    header = (f"# Benchmark results\n\nWritten by `python -m bench` on {date.today()} at commit {git_commit()}: "
+              f"{platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {minutes:.1f} minutes. Ratio = ours / baseline "
               "(throughput: above 1 is faster). Each baseline ran in the same process on the same input.\n\n")
     notes = ("\n\nThe loader-vs-training row is the headroom of the data pipeline: cuts/s the training loader delivers "

@@ -79,7 +79,7 @@ fi
 {
   echo "# GPU benchmark results"
   echo
-  echo "Written by \`bash bench/gpu.sh\` on $(date -u +%Y-%m-%d) at commit ${GIT_COMMIT:-$(git rev-parse --short HEAD 2> /dev/null || echo unknown)}:"
+  echo "Written by \`bash bench/gpu.sh\` on $(date -u +%Y-%m-%d) at commit ${GIT_COMMIT:-$(python3 -c 'from egrecho_inner.utils import git_commit; print(git_commit())')}:"
   versions
   echo "Random weights of the real models' sizes; training rows: 10 timed steps after 3 warm-up steps (which hold the"
   echo "compilation); eval rows: 4 timed batches after 3 warm-up batches. See bench/README.md for how to read them."

@@ -1,4 +1,4 @@
-"""Small helpers shared by the recipe's scripts: logging and atomic file output."""
+"""Small helpers shared by the recipe's scripts: logging, atomic file output and the commit a result came from."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -105,6 +106,28 @@ def atomic_path(target: Pathlike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def git_commit(repo: Pathlike = Path(__file__).resolve().parent.parent) -> str:
+    """The checkout's short commit, with ``+dirty`` when tracked files differ from it (``unknown`` outside git):
+    what a results file names so that its figures can be traced to the code that made them."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except OSError:  # no git installed
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "") if head.returncode == 0 else "unknown"
+
+
+def source_line(command: str) -> str:
+    """A results file's first line: the command that made it (when given) and the checkout's commit, which
+    ``local/render_docs.py`` quotes under every table it copies into the docs."""
+    if not command:
+        return f"Written at commit {git_commit()} (the command was not given: --command)."
+    return f"Written by `{command}` at commit {git_commit()}."
 
 
 def run_cli(func: Callable) -> None:

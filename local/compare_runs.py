@@ -3,7 +3,7 @@
 
 Usage:
     ./local/compare_runs.py --runs "[un-padded=exp/whisper-base/lora, padded=exp/whisper-base/lora_padded]" \
-        --output exp/whisper-base/PADDING.md [--title "..."] [--notes "..."]
+        --output exp/whisper-base/PADDING.md [--title "..."] [--notes "..."] [--command "bash run.sh ..."]
 
 Each run dir holds the ``errs-<part>.json`` files of ``egrecho eval`` and, for a fine-tune,
 ``train_results.json`` (written by training: ``train_runtime``, steps); a dir without it is a model that was
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from egrecho_inner.errors import InputError, MissingInputError  # noqa: E402
-from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
+from egrecho_inner.utils import atomic_path, run_cli, source_line  # noqa: E402
 
 QUALITY_ROWS = (("lid_accuracy", "language identification accuracy"),
                 ("nonspeech_with_text", "non-speech clips that got any text"),
@@ -67,7 +67,8 @@ def comparison_table(runs: list[tuple[str, Path]]) -> list[str]:
     return header + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
 
 
-def compare_runs(runs: list[str], output: str, title: str = "Runs compared", notes: str = "") -> None:
+def compare_runs(runs: list[str], output: str, title: str = "Runs compared", notes: str = "",
+                 command: str = "") -> None:
     """Write the comparison of ``runs`` (NAME=DIR each) to ``output`` and print it.
 
     Args:
@@ -75,11 +76,12 @@ def compare_runs(runs: list[str], output: str, title: str = "Runs compared", not
         output: the Markdown file to write.
         title: its heading.
         notes: a paragraph under the table (what differs between the runs).
+        command: the command that ran the experiment; written under the title with the checkout's commit.
     """
     parsed = [_run(spec) for spec in runs]
     if len(parsed) < 2:
         raise InputError("give at least two runs")
-    text = "\n".join([f"# {title}", "", *comparison_table(parsed), "", notes]).rstrip() + "\n"
+    text = "\n".join([f"# {title}", "", source_line(command), "", *comparison_table(parsed), "", notes]).rstrip() + "\n"
     with atomic_path(output) as tmp:
         tmp.write_text(text, encoding="utf-8")
     print(text)

@@ -3,7 +3,7 @@
 per sample, and the largest batch that fits a 24, 40 and 80 GB card. Prints the memory table of docs/scale.md.
 
 Usage:
-    python local/memory_estimate.py [--gpus 8] [--seconds 30]
+    python local/memory_estimate.py [--gpus 8] [--seconds 30] [--output results/memory_estimate.md]
 
 Model states per parameter, bf16 mixed precision with AdamW (the ZeRO paper's accounting): bf16 weights 2 B,
 bf16 gradients 2 B, fp32 master weights and two Adam moments 12 B. DDP keeps all 16 B on every GPU; ZeRO-2
@@ -22,13 +22,18 @@ recomputes one layer at a time. A 2 GB reserve covers the CUDA context, workspac
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 from tabulate import tabulate
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from egrecho_inner.utils import quiet_library_warnings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from egrecho_inner.utils import atomic_path, quiet_library_warnings, source_line  # noqa: E402
 
 MODELS = {  # d_model, encoder layers, decoder layers, heads, mel bins, vocabulary
     "small": (768, 12, 12, 12, 80, 51865),
@@ -93,11 +98,18 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=8, help="GPUs the ZeRO stages split over")
     parser.add_argument("--seconds", type=float, default=30.0, help="30: padded; less: un-padded clips")
     parser.add_argument("--label_tokens", type=int, default=120, help="decoder positions per sample")
+    parser.add_argument("--output", help="also write the table, with this command and the commit, to this file")
     args = parser.parse_args()
     quiet_library_warnings()
     headers = ["model", "setup", "model states GB", "activations GB/sample (plain / checkpointed)",
                *(f"samples per {card} GB card (plain / checkpointed)" for card in CARDS_GB)]
-    print(tabulate(rows(args.gpus, args.seconds, args.label_tokens), headers=headers, tablefmt="github"))
+    table = tabulate(rows(args.gpus, args.seconds, args.label_tokens), headers=headers, tablefmt="github")
+    print(table)
+    if args.output:  # the results file docs/scale.md's table is copied from (local/render_docs.py)
+        command = shlex.join(["python", "local/memory_estimate.py", *sys.argv[1:]])
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(f"# GPU memory of Whisper fine-tuning, computed\n\n{source_line(command)}\n\n{table}\n",
+                           encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 compare_padding=false
 help_message="Usage: bash local/run_new_language.sh [--compare_padding true]"
+run_command="bash local/run_new_language.sh${*:+ $*}"  # named with the commit in the results files it writes
 . local/parse_options.sh
 export HF_HUB_OFFLINE=1
 . local/path.sh   # the recipe's Python env (.venv/ from local/install_deps.sh)
@@ -67,7 +68,7 @@ python3 local/write_results.py --name base-lora-eo --model pretrained/whisper-ba
   --original $exp/orig/errs-test.json --tuned $exp/errs-test.json \
   --retention_original $orig/errs-en.json --retention_tuned $exp/errs-en.json \
   --nonspeech_original $orig/errs-nonspeech.json --nonspeech_tuned $exp/errs-nonspeech.json \
-  --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
+  --loss_curve loss.png --output $exp/RESULTS.md --command "$run_command" --wall_seconds $(( $(date +%s) - start )) \
   --notes "New language: Esperanto (eo) proverbs (Debian's fortunes-eo) spoken by espeak-ng; $stats; test voices and speed unseen in training. Before = whisper-base decoding the test split as es (it has no <|eo|>, so its eo language identification is 0 by construction); after = LoRA + <|eo|> (row initialised from <|es|>), un-padded, config/demo_lora.yaml, replay_prob 0.2 (the synthetic Vietnamese demo's English word lists), nospeech_prob 0.1. Retention and non-speech sets: the synthetic Vietnamese demo's (synthetic speech)."
 
 if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
@@ -76,6 +77,6 @@ if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the in
     --remove_whisper_encoder_input_length_restriction false
   score ${exp}_padded/checkpoint-final-lora-merge ${exp}_padded
   python3 local/compare_runs.py --runs "[un-padded=$exp, padded to 30 s=${exp}_padded]" \
-    --output $exp/PADDING.md --title "run_new_language.sh --compare_padding true: eo LoRA trained un-padded vs padded" \
+    --output $exp/PADDING.md --command "$run_command" --title "run_new_language.sh --compare_padding true: eo LoRA trained un-padded vs padded" \
     --notes "Same data (Esperanto proverbs, 20% English replay, 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
 fi

@@ -27,6 +27,7 @@ cd "$(dirname "$0")/.."
 compare_padding=false
 compare_timestamps=false
 help_message="Usage: bash local/run_vi_demo.sh [--compare_padding true] [--compare_timestamps true]"
+run_command="bash local/run_vi_demo.sh${*:+ $*}"  # named with the commit in the results files it writes
 . local/parse_options.sh
 export HF_HUB_OFFLINE=1 PIP_ROOT_USER_ACTION=ignore
 start=$(date +%s)
@@ -100,7 +101,7 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --retention_original $exp/orig/errs-en.json --retention_tuned $exp/lora/errs-en.json \
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --longform_original $exp/orig/errs-long.json --longform_tuned $exp/lora/errs-long.json \
-  --loss_curve loss.png --output $exp/RESULTS.md --wall_seconds $(( $(date +%s) - start )) \
+  --loss_curve loss.png --output $exp/RESULTS.md --command "$run_command" --wall_seconds $(( $(date +%s) - start )) \
   --notes "Demo: natural Vietnamese sentences (Debian's libreoffice-help-vi, maint-guide-vi) spoken by espeak-ng; $(python3 -c "import json; s = json.load(open('$kaldi/demo/stats.json')); t = s['splits']; print(f\"{t['train']['utterances']} train / {t['val']['utterances']} val / {t['test']['utterances']} test utterances, no sentence in two splits, test out-of-vocabulary rate against train {100 * s['test_oov_rate']:.1f}% of its words, {100 * s['test_word_pair_oov_rate']:.1f}% of its word pairs\")"); test voices and speed unseen in training. Retention: $(wc -l < $kaldi/en_docs/test/text) English test utterances (espeak-ng, natural sentences of Debian's New Maintainers' Guide; the $(wc -l < $kaldi/demo_en/train/text) replayed in training come from word lists). Long recordings: the $(wc -l < $kaldi/demo_long/test/wav.scp) of make_long_recordings.py, each joining 8 test utterances with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/demo_lora.yaml, timestamp_probability 0.5, replay_prob 0.2 (English) and 0.1 (windows of up to 30 s packed from long recordings of the training utterances, prepare.sh --pack_segments true), nospeech_prob 0.1 ($(wc -l < $kaldi/nonspeech/train/text) training clips, other than the $(wc -l < $kaldi/nonspeech/test/text) scored)."
 
 if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the input length differs
@@ -109,7 +110,7 @@ if [ "$compare_padding" = true ]; then  # same data, steps and seed; only the in
     --remove_whisper_encoder_input_length_restriction false
   score $exp/lora_padded/checkpoint-final-lora-merge $exp/lora_padded
   python3 local/compare_runs.py --runs "[un-padded=$exp/lora, padded to 30 s=$exp/lora_padded]" \
-    --output $exp/PADDING.md --title "run_vi_demo.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
+    --output $exp/PADDING.md --command "$run_command" --title "run_vi_demo.sh --compare_padding true: whisper-base LoRA trained un-padded vs padded" \
     --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; each model decoded the way it was trained. Training wall time: train_runtime of the HF Trainer, this machine."
 fi
 if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut labelled with timestamps
@@ -117,7 +118,7 @@ if [ "$compare_timestamps" = true ]; then  # same data, steps and seed; no cut l
     --train_config config/demo_lora.yaml --stop_stage 0 -- "${mix_opts[@]}" --timestamp_probability 0
   score $exp/lora_no_timestamps/checkpoint-final-lora-merge $exp/lora_no_timestamps
   python3 local/compare_runs.py --runs "[timestamp_probability 0.5=$exp/lora, 0 (no timestamps)=$exp/lora_no_timestamps]" \
-    --output $exp/TIMESTAMPS.md --title "run_vi_demo.sh --compare_timestamps true: whisper-base LoRA with and without timestamp labels" \
+    --output $exp/TIMESTAMPS.md --command "$run_command" --title "run_vi_demo.sh --compare_timestamps true: whisper-base LoRA with and without timestamp labels" \
     --notes "Same data (config/demo_lora.yaml with 20% English replay, 10% packed 30 s windows and 10% non-speech), steps and seed; only timestamp_probability differs (0: every label ends the prompt with <|notimestamps|>, as the original recipe trains). long: the test utterances joined 8 to a recording, decoded sequentially with timestamps; test: the same utterances one by one. The original model's figures: RESULTS.md."
 fi
 echo "tensorboard --logdir $exp/lora/tensorboard"

@@ -4,7 +4,7 @@
 Usage:
     ./local/write_results.py --name base-lora --model pretrained/whisper-base \
         --original exp/whisper-base/orig/errs-test.json --tuned exp/whisper-base/lora/errs-test.json \
-        --output exp/whisper-base/RESULTS.md [--wall_seconds 1500] [--notes "..."] \
+        --output exp/whisper-base/RESULTS.md [--command "bash run.sh"] [--wall_seconds 1500] [--notes "..."] \
         [--retention_original exp/whisper-base/orig/errs-en.json --retention_tuned exp/whisper-base/lora/errs-en.json] \
         [--nonspeech_original exp/whisper-base/orig/errs-nonspeech.json --nonspeech_tuned ...] [--loss_curve loss.png]
         [--longform_original exp/whisper-base/orig/errs-long.json --longform_tuned exp/whisper-base/lora/errs-long.json]
@@ -27,7 +27,7 @@ from typing import Optional, Union
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from egrecho_inner.errors import InputError  # noqa: E402
-from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
+from egrecho_inner.utils import atomic_path, run_cli, source_line  # noqa: E402
 
 
 def _percent(x: float) -> str:
@@ -109,7 +109,7 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
                   retention_tuned: Union[str, list[str], None] = None, retention_names: Optional[list[str]] = None,
                   nonspeech_original: Optional[str] = None, nonspeech_tuned: Optional[str] = None,
                   loss_curve: Optional[str] = None, longform_original: Optional[str] = None,
-                  longform_tuned: Optional[str] = None) -> str:
+                  longform_tuned: Optional[str] = None, command: str = "") -> str:
     """Render and save the table; returns it.
 
     Args:
@@ -130,6 +130,8 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
         longform_original: errs-<part>.json of the original on long recordings of the test utterances (eval
             with ``gen_args.return_timestamps``).
         longform_tuned: the same for the fine-tuned model.
+        command: the command that ran the whole experiment (e.g. ``bash run.sh``); the first line names it and
+            the checkout's commit, so that a copy under results/ says where its figures come from.
     """
     from safetensors import safe_open
 
@@ -139,6 +141,8 @@ def write_results(name: str, model: str, original: str, tuned: str, output: str,
     relative = 1 - after["error_rate"] / before["error_rate"] if before["error_rate"] else 0.0
     metric = after["metric"].upper()
     lines = [
+        source_line(command),
+        "",
         f"| model | params | original | {metric} (ins, del, sub) |",
         "| :----- | :-----: | :--------: | :------- |",
         f"| {name} | {params / 1e6:.1f}M | {_percent(before['error_rate'])} | **{_percent(after['error_rate'])}** "

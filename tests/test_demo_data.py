@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import soundfile as sf
@@ -125,8 +126,9 @@ def test_loss_curve_and_results_tables(tmp_path):
     import torch
 
     save_file({"w": torch.zeros(10, 100)}, str(tmp_path / "m/model.safetensors"))
-    run_script(str(RECIPE_DIR / "local/write_results.py"), *args)
+    run_script(str(RECIPE_DIR / "local/write_results.py"), *args, "--command", "bash run.sh --compare_guard true")
     table = (tmp_path / "RESULTS.md").read_text()
+    assert re.match(r"Written by `bash run.sh --compare_guard true` at commit (unknown|[0-9a-f]{7,40}(\+dirty)?)\.\n", table)
     assert "| x | 0.0M | 150.00 | **20.00** (0.00, 0.00, 20.00) |" in table
     assert "| WER, retained language (not fine-tuned on; 10 utterances) | 10.00 | 25.00 |" in table
     assert "| language identification accuracy, retained language | 100.00 | 70.00 |" in table
@@ -158,7 +160,9 @@ def test_compare_runs_table(tmp_path):
     (tmp_path / "a/errs-extra.json").write_text("{}")  # a part only one run has is left out
     compare.compare_runs([f"un-padded={tmp_path / 'a'}", f"padded={tmp_path / 'b'}"], str(tmp_path / "C.md"), "T")
     lines = (tmp_path / "C.md").read_text().splitlines()
-    assert lines[0] == "# T" and lines[2] == "| | un-padded | padded |"
+    assert lines[0] == "# T" and lines[4] == "| | un-padded | padded |"
+    assert re.fullmatch(r"Written at commit (unknown|[0-9a-f]{7,40}(\+dirty)?) \(the command was not given: --command\)\.",
+                        lines[2])  # local/render_docs.py quotes the command and commit under a copied table
     assert "| training wall time (min) | 7.0 | 60.0 |" in lines
     assert "| WER (%), test | 10.00 | 12.50 |" in lines and "| decoded, test | un-padded | padded to 30 s |" in lines
     assert "| non-speech clips that got any text (%), nonspeech | 25.00 | n/a |" in lines
