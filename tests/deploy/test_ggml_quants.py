@@ -1,6 +1,6 @@
 """ggml's q8_0, q5_0 and q4_0 blocks as egrecho export-ggml writes them: one block of known values gives the bytes
-worked out by hand from ggml's layout; random rows give the bytes of ggml's own reference quantizers (the
-libggml-base that pywhispercpp's whisper.cpp runs, called through ctypes); a dequantizer written here from the
+worked out by hand from ggml's layout; random rows give the bytes of ggml's own quantizer (the libggml-base
+that pywhispercpp's whisper.cpp runs, called through ctypes); a dequantizer written here from the
 layout, independently of the writer, agrees with ggml's and reads the values back within each format's bound.
 An unknown --quant is refused in one line that names the choices."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from egrecho_inner import cli
-from egrecho_inner.deploy.ggml_quants import QUANTS, block_bytes, header_ftype, quantize
+from egrecho_inner.deploy.ggml_quants import GGML_TYPE, QUANTS, block_bytes, header_ftype, quantize
 
 LEVELS = {"q8_0": 127, "q5_0": 16, "q4_0": 8}  # d = max|x| / 127, or -(the largest-magnitude value) / 16 or / 8
 
@@ -81,12 +81,15 @@ def random_rows(seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", QUANTS)
 def test_same_bytes_as_ggml(kind):
+    """ggml_quantize_chunk, the call whisper.cpp's quantize tool makes for each matrix (no importance matrix:
+    ggml's reference quantizer, row after row)."""
     lib = libggml_base()
     x = random_rows()
-    quantize_ref = getattr(lib, f"quantize_row_{kind}_ref")
-    quantize_ref.argtypes, quantize_ref.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64], None
+    chunk = lib.ggml_quantize_chunk  # (type, src, dst, start, nrows, n_per_row, imatrix) -> bytes written
+    chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+    chunk.restype = ctypes.c_size_t
     theirs = ctypes.create_string_buffer(x.size // 32 * block_bytes(kind))
-    quantize_ref(x.ctypes.data, theirs, x.size)
+    assert chunk(GGML_TYPE[kind], x.ctypes.data, theirs, 0, *x.shape, None) == len(theirs.raw)
     ours = quantize(x, kind)
     assert ours == theirs.raw
 
