@@ -1,7 +1,7 @@
 """Run every CPU benchmark at a size that finishes in under 10 minutes on 2 cores and write
 ``bench/RESULTS.md``: one table of figure, ours, baseline and ratio, each baseline run in the same
 process (HF WhisperFeatureExtractor, lhotse's own loader, Whisper's padded training, faster-whisper,
-HF generate).
+HF generate, whisper.cpp's f16 export).
 
 Usage:
     python -m bench [--model pretrained/whisper-base] [--output bench/RESULTS.md]
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench import bench_eval, bench_export, bench_features, bench_loader, bench_train
+from bench import bench_eval, bench_export, bench_features, bench_ggml_quant, bench_loader, bench_train
 from bench.common import RECIPE_DIR, Row, markdown_table, print_rows
 from egrecho_inner.utils import atomic_path, git_commit
 
@@ -71,6 +71,7 @@ def main() -> None:
                                                 training_samples_per_s=training[0].ours))
     section("eval", bench_eval.run(args.model, num_utts=24, batch_size=8, threads=threads))
     section("export", bench_export.run(args.model, num_utts=12, threads=threads))
+    section("ggml quant", bench_ggml_quant.run(args.model, num_utts=6, threads=threads))
     minutes = (time.perf_counter() - start) / 60
 
     header = (f"# Benchmark results\n\nWritten by `python -m bench` on {date.today()} at commit {git_commit()}: "

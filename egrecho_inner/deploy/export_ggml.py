@@ -10,6 +10,11 @@ fine-tuning (``new_language``) is a token after those; whisper.cpp can't address
 would shift every special token. So its row is dropped, or, with ``language_slot``, written into the row of
 a Whisper language that the deployment doesn't need: ``-l SLOT`` in whisper.cpp (``--language NEW`` in
 ``egrecho transcribe --engine cpp``, which reads the slot from ``ggml_export.json``) then prompts with it.
+
+``quant`` writes the file whisper.cpp's ``quantize`` tool would make from the f16 one: the 2-D weight matrices
+(the token embedding included) as ggml blocks (:mod:`egrecho_inner.deploy.ggml_quants`), the convolution kernels
+f16, the rest f32, and ``ftype + 2000`` in the header (quantization format version 2). whisper.cpp's loader
+expects exactly those types, so every matrix row must be a multiple of 32 values (all Whisper sizes are).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from transformers import WhisperFeatureExtractor
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from egrecho_inner.deploy.ggml_quants import GGML_TYPE, QK, QUANTS, header_ftype, quantize
 from egrecho_inner.errors import InputError
 from egrecho_inner.model import load_whisper, resolve_full_model
 from egrecho_inner.new_language import language_token
@@ -82,8 +88,8 @@ def _added_languages(generation_config) -> dict[str, int]:
             if token[2:-2] not in WHISPER_LANGUAGE_CODES}
 
 
-def export_ggml(model_path: str, output_dir: str, dtype: str = "f16", language_slot: Optional[str] = None,
-                local_files_only: bool = True) -> str:
+def export_ggml(model_path: str, output_dir: str, dtype: str = "f16", quant: Optional[str] = None,
+                language_slot: Optional[str] = None, local_files_only: bool = True) -> str:
     """Write ``<output_dir>/ggml-model.bin`` for whisper.cpp from a transformers Whisper dir (merged LoRA,
     full fine-tune or new-language model).
 
@@ -91,15 +97,24 @@ def export_ggml(model_path: str, output_dir: str, dtype: str = "f16", language_s
         model_path: the model dir or hub id.
         output_dir: where ``ggml-model.bin`` and ``ggml_export.json`` go.
         dtype: f16 (whisper.cpp's usual weights; biases, norms and positions stay f32) or f32.
+        quant: q8_0, q5_0 or q4_0: the weight matrices block-quantized (8, 5 or 4 bits and an fp16 scale per 32
+            values), the rest as with f16; None: ``dtype`` alone.
         language_slot: a Whisper language code whose token row takes a language added by fine-tuning
             (whisper.cpp can only prompt with its own table's languages); None: the added row is dropped.
         local_files_only: a hub id is looked up in the Hugging Face cache only.
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if quant is not None and quant not in QUANTS:
+        raise InputError(f"quant must be one of {', '.join(QUANTS)} (or none: dtype alone), got {quant!r}")
+    if quant is not None and dtype != "f16":
+        raise InputError(f"quant {quant} keeps the other tensors f16 as whisper.cpp expects: drop --dtype {dtype}")
     model_path = resolve_full_model(model_path, local_files_only)
     model, processor = load_whisper(model_path)
     config, tokenizer = model.config, processor.tokenizer
+    if quant is not None and config.d_model % QK:
+        raise InputError(f"{model_path}: {quant} needs d_model to be a multiple of {QK} (whisper.cpp quantizes every "
+                         f"weight matrix in blocks of {QK}), got {config.d_model}: export without --quant")
     state = {k: v.detach().float() for k, v in model.state_dict().items() if k != "proj_out.weight"}  # tied
     embed = state["model.decoder.embed_tokens.weight"]
     added = _added_languages(model.generation_config)
@@ -131,7 +146,7 @@ def export_ggml(model_path: str, output_dir: str, dtype: str = "f16", language_s
         out.write(struct.pack("11i", n_vocab, config.max_source_positions, config.d_model,
                               config.encoder_attention_heads, config.encoder_layers, config.max_target_positions,
                               config.d_model, config.decoder_attention_heads, config.decoder_layers,
-                              config.num_mel_bins, 1 if dtype == "f16" else 0))
+                              config.num_mel_bins, header_ftype(quant or dtype)))
         out.write(struct.pack("2i", *mel_filters.shape))
         out.write(mel_filters.tobytes())
         tokens = _token_bytes(tokenizer, eot)
@@ -139,24 +154,28 @@ def export_ggml(model_path: str, output_dir: str, dtype: str = "f16", language_s
         for token in tokens:
             out.write(struct.pack("i", len(token)) + token)
         for hf_name, tensor in state.items():
-            _write_tensor(out, ggml_name(hf_name), tensor, dtype)
+            _write_tensor(out, ggml_name(hf_name), tensor, dtype, quant)
     if (Path(model_path) / "generation_config.json").is_file():  # languages and how it was trained, for transcribe
         shutil.copy(Path(model_path) / "generation_config.json", Path(output_dir) / "generation_config.json")
     (Path(output_dir) / EXPORT_INFO).write_text(json.dumps(
-        {"source": str(model_path), "dtype": dtype, "n_vocab": n_vocab, "language_slots": slots,
+        {"source": str(model_path), "dtype": dtype, "quant": quant, "n_vocab": n_vocab, "language_slots": slots,
          "dropped_languages": sorted(set(added) - set(slots))}, indent=1) + "\n")
-    print(f"exported {model_path} to {target} (whisper.cpp, {dtype})")
+    print(f"exported {model_path} to {target} (whisper.cpp, {quant or dtype})")
     return str(target)
 
 
-def _write_tensor(out, name: str, tensor: torch.Tensor, dtype: str) -> None:
+def _write_tensor(out, name: str, tensor: torch.Tensor, dtype: str, quant: Optional[str]) -> None:
     data = tensor.numpy()
     if name in ("encoder.conv1.bias", "encoder.conv2.bias"):
         data = data.reshape(data.shape[0], 1)  # whisper.cpp adds them as (1, n_state)
-    half = dtype == "f16" and data.ndim >= 2 and name not in _ALWAYS_F32
-    data = data.astype(np.float16 if half else np.float32)
+    kind = "f32"
+    if data.ndim >= 2 and name not in _ALWAYS_F32:
+        kind = quant if quant is not None and data.ndim == 2 else dtype  # 3-D: the convolution kernels
     encoded = name.encode()
-    out.write(struct.pack("3i", data.ndim, len(encoded), 1 if half else 0))
+    out.write(struct.pack("3i", data.ndim, len(encoded), GGML_TYPE[kind]))
     out.write(struct.pack(f"{data.ndim}i", *reversed(data.shape)))  # ggml lists the fastest dimension first
     out.write(encoded)
-    out.write(np.ascontiguousarray(data).tobytes())
+    if kind in QUANTS:
+        out.write(quantize(data.astype(np.float16), kind))  # from f16, as quantize reads the f16 file: same bytes
+    else:
+        out.write(np.ascontiguousarray(data, dtype=np.float16 if kind == "f16" else np.float32).tobytes())

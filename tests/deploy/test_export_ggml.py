@@ -1,11 +1,13 @@
 """egrecho export-ggml checked by whisper.cpp itself (pywhispercpp): whisper-base and a merged new-language
-fine-tune exported by us load and transcribe generated speech as the transformers model does; a tiny model of any
-shape loads; the cpp engine refuses what this whisper.cpp can't run. And subtitles (egrecho transcribe
+fine-tune exported by us load and transcribe generated speech as the transformers model does; whisper-base
+quantized to q8_0 and q5_0 transcribes it as the f16 export does, in smaller files; a tiny model of any shape
+loads, quantized too; the cpp engine refuses what this whisper.cpp can't run. And subtitles (egrecho transcribe
 --output_format) from the hf, ct2 and cpp engines on one generated recording."""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import jiwer
@@ -14,8 +16,9 @@ import soundfile as sf
 import pytest
 from pywhispercpp.model import Model
 
-from egrecho_inner.deploy.export_ggml import export_ggml, ggml_name
+from egrecho_inner.deploy.export_ggml import GGML_FILE, export_ggml, ggml_name
 from egrecho_inner.deploy.transcribe import transcribe
+from egrecho_inner.errors import InputError
 from egrecho_inner.model import save_tiny_whisper
 from egrecho_inner.scoring import normalize_text
 from tests.conftest import espeak
@@ -27,6 +30,18 @@ ENGLISH = ["The quick brown fox jumps over the lazy dog.", "I like to read books
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
     return jiwer.wer([normalize_text(t, "en") for t in references], [normalize_text(t, "en") for t in hypotheses])
+
+
+def load_in_whisper_cpp(model_dir: Path, log: Path) -> Model:
+    """whisper.cpp's model from an export dir; if whisper.cpp refuses the file, the test fails with its words
+    (pywhispercpp returns a context either way, so its log is the only sign)."""
+    model = Model(str(model_dir / GGML_FILE), redirect_whispercpp_logs_to=str(log))
+    said = log.read_text(errors="replace")
+    if "failed to load model" in said:
+        why = [line for line in said.splitlines() if any(w in line for w in ("wrong", "invalid", "unknown tensor",
+                                                                            "ERROR", "failed", "not all"))]
+        pytest.fail(f"whisper.cpp refused {model_dir / GGML_FILE}: " + " | ".join(why))
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +85,48 @@ def test_merged_new_language_fine_tune(whisper_base, prepared_demo, tmp_path, mo
         transcribe(str(tmp_path / "drop"), [wav], engine="cpp", language="eo")
 
 
-@pytest.mark.parametrize("dtype", ["f16", "f32"])
-def test_tiny_turbo_shape_loads(tmp_path, dtype):
+@pytest.mark.parametrize("dtype,quant", [("f16", None), ("f32", None), ("f16", "q4_0")])
+def test_tiny_turbo_shape_loads(tmp_path, dtype, quant):
     """Any shape (128 mel bins, 100 languages, 2 encoder and 4 decoder layers) loads in whisper.cpp, which
-    checks every tensor's name, type and shape; an f32 export is refused by the cpp engine in one line
-    (this whisper.cpp aborts the process on f32 convolution weights)."""
+    checks every tensor's name and size for the type the header's ftype implies; a q4_0 export decodes (q8_0
+    and q5_0: test_quantized_whisper_base); an f32 export is refused by the cpp engine in one line (this
+    whisper.cpp aborts the process on f32 convolution weights)."""
     save_tiny_whisper(str(tmp_path / "tiny"), num_mel_bins=128, layers=2, decoder_layers=4)
-    export_ggml(str(tmp_path / "tiny"), str(tmp_path / "ggml"), dtype=dtype)
-    model = Model(str(tmp_path / "ggml/ggml-model.bin"), redirect_whispercpp_logs_to=None)
-    assert model._ctx is not None
+    export_ggml(str(tmp_path / "tiny"), str(tmp_path / "ggml"), dtype=dtype, quant=quant)
+    load_in_whisper_cpp(tmp_path / "ggml", tmp_path / "load.log")
     wav = str(espeak(tmp_path / "a.wav", "xin chào"))
     if dtype == "f32":
         with pytest.raises(ValueError, match="export with --dtype f16"):
             transcribe(str(tmp_path / "ggml"), [wav], engine="cpp", language="vi")
+    if quant:
+        [(_, text)] = transcribe(str(tmp_path / "ggml"), [wav], engine="cpp", language="vi")
+        assert isinstance(text, str)  # random weights: any text, but whisper.cpp ran its quantized matrices
+
+
+def test_quantized_whisper_base(whisper_base, ggml_base, tmp_path):
+    """whisper-base as q8_0 and q5_0: whisper.cpp loads each and transcribes the three generated English sentences
+    within 0.05 of the f16 export's word error rate; q8_0 is under 0.6x the f16 file and q5_0 under q8_0; the
+    header carries whisper.cpp quantize's ftype (2000 + 7 or 8)."""
+    wavs = [str(espeak(tmp_path / f"{i}.wav", text, voice="en-us")) for i, text in enumerate(ENGLISH)]
+    f16 = [text for _, text in transcribe(str(ggml_base), wavs, engine="cpp", language="en")]
+    sizes = {"f16": (ggml_base / GGML_FILE).stat().st_size}
+    for quant, ftype in [("q8_0", 2007), ("q5_0", 2008)]:
+        export_ggml(str(whisper_base), str(tmp_path / quant), quant=quant)
+        sizes[quant] = (tmp_path / quant / GGML_FILE).stat().st_size
+        with open(tmp_path / quant / GGML_FILE, "rb") as f:
+            assert struct.unpack("12i", f.read(48))[11] == ftype  # magic, 10 hyper-parameters, ftype
+        load_in_whisper_cpp(tmp_path / quant, tmp_path / f"{quant}.log")
+        texts = [text for _, text in transcribe(str(tmp_path / quant), wavs, engine="cpp", language="en")]
+        assert wer(ENGLISH, texts) <= wer(ENGLISH, f16) + 0.05, (quant, f16, texts)
+    assert sizes["q8_0"] < 0.6 * sizes["f16"] and sizes["q5_0"] < sizes["q8_0"], sizes
+
+
+def test_quant_needs_rows_of_whole_blocks(tmp_path):
+    """whisper.cpp quantizes every weight matrix, so a d_model that is not a multiple of 32 is refused up front."""
+    save_tiny_whisper(str(tmp_path / "tiny"), d_model=48, layers=1)
+    with pytest.raises(InputError, match="d_model to be a multiple of 32.*got 48"):
+        export_ggml(str(tmp_path / "tiny"), str(tmp_path / "ggml"), quant="q8_0")
+    assert not (tmp_path / "ggml").exists()
 
 
 def test_tensor_names():
