@@ -203,7 +203,8 @@ def test_exports_decode_unpadded_like_transformers(unpadded_model, wavs, tmp_pat
     padded = transcribe(str(unpadded_model), files, language="vi", remove_whisper_encoder_input_length_restriction=False)
     assert padded != hf
     for engine, path in (("onnx", tmp_path / "onnx"), ("ct2", tmp_path / "ct2")):
-        theirs = transcribe(str(path), files, engine=engine, language="vi", compute_type="float32")
+        precision = {"compute_type": "float32"} if engine == "ct2" else {}  # onnx refuses an option it would ignore
+        theirs = transcribe(str(path), files, engine=engine, language="vi", **precision)
         assert [(u, t.split()[:10]) for u, t in theirs] == [(u, t.split()[:10]) for u, t in hf], engine
 
 
