@@ -1,4 +1,5 @@
-"""Whisper's fixed numbers, named once so nothing else hard-codes them."""
+"""Whisper's fixed numbers and the file names the recipe's stages hand each other, named once so nothing else
+hard-codes them."""
 
 SAMPLING_RATE = 16000  # Whisper only takes 16 kHz audio
 HOP_LENGTH = 160  # 10 ms frame shift
@@ -17,3 +18,7 @@ DYNAMIC_RANGE = 8.0 / 4.0  # Whisper keeps 8 log10 units below the max: 2.0 afte
 # Languages written without spaces between words: spaces are removed from their transcripts
 # and they are scored by character error rate.
 NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
+
+# In the manifest dir: written by prepare.sh, read by training and named in finetune.sh's training stamp.
+MUSAN_CUTS = "musan_cuts.jsonl.gz"  # prepare.sh's MUSAN stage; training with enable_musan
+SHAR_DIR = "{prefix}_shar_{part}"  # prepare.sh --shar true; training with shar: true

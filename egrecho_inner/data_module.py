@@ -21,6 +21,7 @@ from lhotse.dataset import CutMix, DynamicBucketingSampler, SimpleCutSampler, Sp
 from lhotse.dataset.sampling.base import CutSampler
 from lhotse.utils import Pathlike
 
+from egrecho_inner.constants import MUSAN_CUTS, SHAR_DIR
 from egrecho_inner.dataset import KL_TO_BASE, TrainingCutFilter, WhisperDataset, WhisperLabeler
 from egrecho_inner.errors import InputError, MissingInputError
 
@@ -118,7 +119,7 @@ def load_cuts(args: DataArgs, part: str, seed: int = 42, cuts_only: bool = False
     the train part comes from its Shar shards (``cuts_only``: without reading the features' tar files;
     ``shard_split``: (rank, world size), only this rank's shards)."""
     if args.shar and part == "train":
-        return read_shar(Path(args.manifest_dir) / f"{args.prefix_name}_shar_{part}", seed, cuts_only, shard_split)
+        return read_shar(Path(args.manifest_dir) / SHAR_DIR.format(prefix=args.prefix_name, part=part), seed, cuts_only, shard_split)
     return read_cuts(cuts_path(args, part),
                      f"run prepare.sh with --prefix {args.prefix_name} (or set manifest_dir/prefix_name)")
 
@@ -328,7 +329,7 @@ def eval_loader(
 
 
 def _musan_path(args: DataArgs) -> Path:
-    path = Path(args.manifest_dir) / "musan_cuts.jsonl.gz"
+    path = Path(args.manifest_dir) / MUSAN_CUTS
     if not path.is_file():
         raise MissingInputError(f"{path} not found: run prepare.sh with --musandir, or set enable_musan: false")
     return path

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
+from egrecho_inner.constants import MUSAN_CUTS, SHAR_DIR
 from egrecho_inner.utils import Pathlike, atomic_path
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,9 @@ def training_data_inputs(config: Pathlike) -> list[str]:
     manifest_dir = Path(cfg.get("manifest_dir") or ".")
     found = [*(cfg.get("replay") or []), *(cfg.get("kl_to_base") or []), cfg.get("nospeech_cuts")]
     if cfg.get("enable_musan"):
-        found.append(manifest_dir / "musan_cuts.jsonl.gz")
+        found.append(manifest_dir / MUSAN_CUTS)
     if cfg.get("shar"):
-        found.append(manifest_dir / f"{cfg.get('prefix_name')}_shar_train")
+        found.append(manifest_dir / SHAR_DIR.format(prefix=cfg.get("prefix_name"), part="train"))
     return [str(path) for path in found if path]
 
 

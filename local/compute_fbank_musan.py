@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, combine
 
-from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.constants import MUSAN_CUTS, SAMPLING_RATE
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.stamps import fingerprint, should_run, write_stamp
@@ -40,7 +40,7 @@ def compute_fbank_musan(
         num_mel_bins: 80 or 128, as for the speech features.
         nj: parallel processes.
     """
-    cuts_path = Path(output_dir) / "musan_cuts.jsonl.gz"
+    cuts_path = Path(output_dir) / MUSAN_CUTS
     paths = [Path(manifest_dir) / f"musan_recordings_{part}.jsonl.gz" for part in MUSAN_PARTS]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

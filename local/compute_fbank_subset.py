@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
-from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.constants import SAMPLING_RATE, SHAR_DIR
 from egrecho_inner.errors import MissingInputError
 from egrecho_inner.features import make_fbank_extractor
 from egrecho_inner.stamps import fingerprint, should_run, write_stamp
@@ -86,7 +86,7 @@ def compute_fbank_subset(
     for part in [p.strip() for p in parts.split(",") if p.strip()]:
         cuts_path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
         feats_dir = Path(output_dir) / f"{prefix}_feats_{part}"
-        shar_dir = Path(output_dir) / f"{prefix}_shar_{part}"
+        shar_dir = Path(output_dir) / SHAR_DIR.format(prefix=prefix, part=part)
         audio_dir = Path(output_dir) / f"{prefix}_audio16k_{part}"
         inputs = [Path(manifest_dir) / f"{prefix}_{kind}_{part}.jsonl" for kind in ("recordings", "supervisions")]
         options = {"num_mel_bins": num_mel_bins, "on_the_fly_feats": on_the_fly_feats,
