@@ -28,10 +28,11 @@ manifest_dir=data/fbank_whisper80
 prefix=demo_vi
 exp_dir=                        # default: exp/<model_name>/<lora|full>
 train_config=                   # default: config/<lora|full>.yaml
+merge_scale=1                   # LoRA: the share of the adapter's update merged (egrecho merge-lora-whisper --scale)
 help_message="Usage: bash finetune.sh [--stage 0] [--stop_stage 1] [--model_name NAME|PATH] [--is_lora true|false]
   [--num_gpus N] [--num_machines M --machine_rank R --main_process_ip IP [--main_process_port P]]
   [--deepspeed none|z1|z2|z3] [--allocator tcmalloc|system] [--manifest_dir DIR] [--prefix NAME] [--exp_dir DIR]
-  [--train_config YAML] [-- TRAINING OPTIONS]"
+  [--train_config YAML] [--merge_scale 1] [-- TRAINING OPTIONS]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -104,9 +105,11 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     "${launch[@]}" "$recipe_dir/egrecho_inner/$mode.py" "${train_opts[@]}"
   if [ "$mode" = lora ] && [ "$machine_rank" -eq 0 ]; then
     log "Merging the adapter into $base_model"
+    scale_opt=()
+    [ "$merge_scale" = 1 ] || scale_opt=(--scale "$merge_scale")
     "${stamped[@]}" "$exp_dir/.merge.stamp.json" --outputs "$exp_dir/checkpoint-final-lora-merge" \
       --inputs "$exp_dir/checkpoint-final" "$base_model" -- \
-      egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir"
+      egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir" "${scale_opt[@]}"
   fi
   log "tensorboard --logdir $exp_dir/tensorboard"
 fi

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from peft import PeftConfig, PeftModel
+from peft.tuners.lora import LoraLayer
 from transformers import GenerationConfig, WhisperProcessor
 
 from egrecho_inner.errors import InputError, MissingInputError
@@ -16,18 +17,25 @@ from egrecho_inner.utils import atomic_path
 log = logging.getLogger(__name__)
 
 
-def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_files_only: bool = True) -> str:
+def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, scale: float = 1.0,
+                       local_files_only: bool = True) -> str:
     """Merge a LoRA checkpoint into the base model named in its adapter config.
 
     Args:
         lora_model: an adapter dir written by lora.py (e.g. exp/whisper-small/lora/checkpoint-final).
         output_dir: where ``<basename>-lora-merge`` goes; default: the checkpoint's parent dir.
+        scale: the share of the adapter's update merged: each adapted weight becomes W + scale * dW, the
+            fine-tune's weights interpolated towards the original's (as WiSE-FT does for full fine-tunes).
+            Below 1 it trades some of the gain for less forgetting of what the fine-tune never saw; choose it on
+            validation data (local/sweep_settings.py). Rows of added tokens (new_language) merge whole.
         local_files_only: load the base model from local files only.
 
     Returns:
         the merged model dir (model, feature extractor, tokenizer, processor, generation config).
     """
     ckpt = Path(lora_model)
+    if not 0 < scale <= 1:
+        raise InputError(f"--scale {scale}: the share of the adapter's update to merge must be in (0, 1]")
     if not ckpt.is_dir():
         raise MissingInputError(f"LoRA checkpoint {ckpt} not found")
     if not (ckpt / "adapter_config.json").is_file():
@@ -42,10 +50,15 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, local_
         model.generation_config.forced_decoder_ids = None
     if len(processor.tokenizer) > model.config.vocab_size:  # rows of added tokens, trained in the adapter
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
-    merged = PeftModel.from_pretrained(model, ckpt).merge_and_unload()
+    adapted = PeftModel.from_pretrained(model, ckpt)
+    for layer in adapted.modules():
+        if isinstance(layer, LoraLayer):
+            layer.scale_layer(scale)  # scaling (alpha / r) times scale: get_delta_weight gives scale * dW
+    merged = adapted.merge_and_unload()
     target = Path(output_dir or ckpt.parent) / f"{ckpt.name}-lora-merge"
     with atomic_path(target) as tmp:
         merged.save_pretrained(tmp)
         save_processor(processor, tmp)
-    print(f"merged {ckpt} into {base}: {target}")
+    share = "" if scale == 1 else f" at scale {scale}"
+    print(f"merged {ckpt} into {base}{share}: {target}")
     return str(target)

@@ -10,7 +10,9 @@ Each row of ``--grid`` is run.sh's fine-tune (``config/real_lora.yaml`` plus run
 French prompts, packed windows, non-speech cuts) with that row's options changed, trained by ``finetune.sh``
 into ``<out_dir>/<row>`` (a row already trained with the same options is reused: finetune.sh's stamp), or taken
 from a dir run.sh trained with the same options (``--reuse``: run.sh's fine-tune is the default row, its
-``--compare_guard true`` run the no_guard row). Scored on validation splits only, each text-disjoint from its
+``--compare_guard true`` run the no_guard row). A row's ``merge_scale`` is not a training option: such a row merges
+the adapter of the row trained with its other options at that scale (``egrecho merge-lora-whisper --scale``) into
+``<out_dir>/<row>``, training nothing new. Scored on validation splits only, each text-disjoint from its
 test split: Italian val (the trained voice) and English and Russian val (``data/kaldi/real_{en,ru}/val``,
 made by run.sh: the retention voices, never trained on or replayed, on prompts the test never holds). Writes
 ``<out_dir>/SWEEP.md``: per row the WERs, each retention WER against the original's, training time, and the
@@ -57,6 +59,19 @@ def _score(model: str, out: Path) -> dict:
     return {part: json.loads((out / f"errs-{options[-1]}.json").read_text()) for part, options in sets.items()}
 
 
+def _training_key(options: dict) -> str:
+    """A row's training options (all but merge_scale, which only the merge reads) as a canonical string."""
+    return json.dumps({k: v for k, v in options.items() if k != "merge_scale"}, sort_keys=True)
+
+
+def _merge(adapter: Path, row_dir: Path, scale: float) -> None:
+    """``row_dir``/checkpoint-final-lora-merge: ``adapter`` merged at ``scale`` (once per adapter and scale)."""
+    _run([sys.executable, "-m", "egrecho_inner.stamps", "run", str(row_dir / ".merge.stamp.json"),
+          "--outputs", str(row_dir / "checkpoint-final-lora-merge"), "--inputs", str(adapter), "--",
+          "egrecho", "merge-lora-whisper", "--lora_model", str(adapter), "--output_dir", str(row_dir),
+          "--scale", str(scale)])
+
+
 def _option_args(options: dict) -> list[str]:
     """``--key value`` pairs as jsonargparse reads them (lists as JSON, booleans as true/false)."""
     return [arg for key, value in options.items()
@@ -92,24 +107,34 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
         raise InputError(f"{grid} has no rows {unknown}; it has {list(table)}")
     out = Path(out_dir)
     original = _score("pretrained/whisper-base", out / "original")
-    results = {}
+    trained_dirs = {_training_key(table[n]): Path(d) for n, d in reuse.items() if n in table}
+    results, sources = {}, {}
     for name in names:
-        row_dir = Path(reuse[name]) if name in reuse else out / name
-        if name not in reuse:
-            _train(table[name], row_dir)
-        elif not (row_dir / "checkpoint-final-lora-merge").is_dir():
-            raise MissingInputError(f"--reuse {name}: {row_dir} holds no checkpoint-final-lora-merge")
-        trained = json.loads((row_dir / "train_results.json").read_text())
+        key, scale = _training_key(table[name]), table[name].get("merge_scale", 1.0)
+        train_dir = Path(reuse[name]) if name in reuse else trained_dirs.get(key, out / name)
+        if key not in trained_dirs:  # rows differing only in merge_scale share one training
+            _train(json.loads(key), train_dir)
+            trained_dirs[key] = train_dir
+        elif not (train_dir / "checkpoint-final").is_dir():
+            raise MissingInputError(f"--reuse {name}: {train_dir} holds no checkpoint-final")
+        row_dir = train_dir if scale == 1.0 else out / name
+        if scale != 1.0:
+            _merge(train_dir / "checkpoint-final", row_dir, scale)
+        if name in reuse:
+            sources[name] = f"trained by run.sh: {train_dir}"
+        elif row_dir != train_dir:
+            sources[name] = f"merged from {train_dir}"
+        trained = json.loads((train_dir / "train_results.json").read_text())
         results[name] = (_score(str(row_dir / "checkpoint-final-lora-merge"), row_dir), trained["train_runtime"])
-    text, chosen = sweep_table(grid, table, original, results, reuse)
+    text, chosen = sweep_table(grid, table, original, results, sources)
     with atomic_path(out / "SWEEP.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     print(text)
     return chosen
 
 
-def sweep_table(grid: str, table: dict, original: dict, results: dict, reuse: dict[str, str]) -> tuple[str, str | None]:
-    """The Markdown table, and the chosen row."""
+def sweep_table(grid: str, table: dict, original: dict, results: dict, sources: dict[str, str]) -> tuple[str, str | None]:
+    """The Markdown table, and the chosen row (``sources``: row -> where its model came from, when not its own dir)."""
     langs = [k for k in original if k != "val"]
     base = {lang: original[lang]["error_rate"] for lang in langs}
     kept = {n: r for n, r in results.items() if all(r[0][lang]["error_rate"] <= RETENTION_LIMIT * base[lang]
@@ -122,7 +147,7 @@ def sweep_table(grid: str, table: dict, original: dict, results: dict, reuse: di
              f"| original whisper-base | - | {100 * original['val']['error_rate']:.2f} | "
              + " | ".join(f"{100 * base[lang]:.2f} | -" for lang in langs) + " | - |"]
     for name, (errs, runtime) in results.items():
-        where = f" (trained by run.sh: {reuse[name]})" if name in reuse else ""
+        where = f" ({sources[name]})" if name in sources else ""
         options = json.dumps(table[name]) if table[name] else "config/real_lora.yaml"
         retention = " | ".join(f"{100 * errs[lang]['error_rate']:.2f} | {100 * (errs[lang]['error_rate'] / base[lang] - 1):+.1f}%"
                                for lang in langs)

@@ -186,8 +186,15 @@ def test_sweep_chooses_the_best_row_that_keeps_every_retention_set():
     results = {"a": (errs(0.15, 0.32, 0.105), 600.0), "b": (errs(0.10, 0.34, 0.10), 600.0),
                "c": (errs(0.12, 0.33, 0.11), 300.0), "d": (errs(0.11, 0.30, 0.12), 300.0)}
     table = {"a": {}, "b": {"learning_rate": 1e-3}, "c": {"kl_to_base": []}, "d": {"lora_r": 8}}
-    text, chosen = sweep.sweep_table("grid.yaml", table, original, results, {"a": "exp/a"})
+    text, chosen = sweep.sweep_table("grid.yaml", table, original, results, {"a": "trained by run.sh: exp/a"})
     assert chosen == "c"  # b is best on val but takes en 13% over the original, d takes ru 20% over; c is within +10%
     assert "| **c** | {\"kl_to_base\": []} | 12.00 | 33.00 | +10.0% | 11.00 | +10.0% | 5.0 |" in text
     assert "| a | config/real_lora.yaml (trained by run.sh: exp/a) | 15.00 | 32.00 | +6.7% | 10.50 | +5.0% | 10.0 |" in text
     assert sweep.sweep_table("g", table, original, {"b": results["b"]}, {})[1] is None
+
+
+def test_sweep_rows_differing_only_in_merge_scale_share_one_training():
+    sweep = load_script("sweep_settings")
+    key = sweep._training_key
+    assert key({"kl_to_base_prob": 0.4, "merge_scale": 0.5}) == key({"kl_to_base_prob": 0.4})
+    assert key({"merge_scale": 0.75}) == key({}) != key({"kl_to_base_prob": 0.4})

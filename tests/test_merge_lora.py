@@ -45,8 +45,20 @@ def test_merged_equals_adapter(prepared_demo, tiny_model, tmp_path, monkeypatch)
         greedy_m = merged.generate(input_features=batch["input_features"], **kwargs)
     assert torch.equal(greedy_a, greedy_m)
 
+    # --scale 0.5 merges half the update: every weight halfway between the base's and the full merge's
+    subprocess.run(["egrecho", "mlw", "--lora_model", str(ckpt), "--output_dir", str(tmp_path / "half"), "--scale", "0.5"],
+                   check=True, capture_output=True)
+    half = WhisperForConditionalGeneration.from_pretrained(tmp_path / "half/checkpoint-final-lora-merge").state_dict()
+    full, original = merged.state_dict(), load_whisper(str(tiny_model))[0].state_dict()
+    changed = [name for name in full if not torch.equal(full[name], original[name])]
+    assert len(changed) >= 24, changed  # the adapted linears of every layer
+    for name in full:
+        torch.testing.assert_close(half[name], original[name] + 0.5 * (full[name] - original[name]), atol=1e-6, rtol=0)
+
 
 def test_merge_errors(tiny_model, tmp_path):
-    for path, message in [(tmp_path / "none", "not found"), (tiny_model, "is not a LoRA checkpoint")]:
-        proc = subprocess.run(["egrecho", "merge-lora-whisper", "--lora_model", str(path)], capture_output=True, text=True)
+    for path, extra, message in [(tmp_path / "none", [], "not found"), (tiny_model, [], "is not a LoRA checkpoint"),
+                                 (tiny_model, ["--scale", "0"], "--scale 0.0: the share")]:
+        proc = subprocess.run(["egrecho", "merge-lora-whisper", "--lora_model", str(path), *extra],
+                              capture_output=True, text=True)
         assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
