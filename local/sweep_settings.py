@@ -16,7 +16,9 @@ the adapter of the row trained with its other options at that scale (``egrecho m
 test split: Italian val (the trained voice) and English and Russian val (``data/kaldi/real_{en,ru}/val``,
 made by run.sh: the retention voices, never trained on or replayed, on prompts the test never holds). Writes
 ``<out_dir>/SWEEP.md``: per row the WERs, each retention WER against the original's, training time, and the
-chosen row: the best Italian val WER among the rows that keep every retention set within +10% of the original.
+chosen row, by the one-standard-error rule: among the rows that keep every retention set within +10% of the
+original, those whose Italian val WER is within one standard error of the best (40 prompts cannot tell closer
+rows apart), and of these the one whose worst retention set drifted least.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
         if scale != 1.0:
             _merge(train_dir / "checkpoint-final", row_dir, scale)
         if name in reuse:
-            sources[name] = f"trained by run.sh: {train_dir}"
+            sources[name] = f"reused: {train_dir}"
         elif row_dir != train_dir:
             sources[name] = f"merged from {train_dir}"
         trained = json.loads((train_dir / "train_results.json").read_text())
@@ -133,13 +135,24 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
     return chosen
 
 
+def standard_error(errs: dict) -> float:
+    """The binomial standard error of a WER over its ``total`` reference words: sqrt(p (1 - p) / n)."""
+    p = min(errs["error_rate"], 1.0)
+    return (p * (1 - p) / errs["total"]) ** 0.5
+
+
 def sweep_table(grid: str, table: dict, original: dict, results: dict, sources: dict[str, str]) -> tuple[str, str | None]:
     """The Markdown table, and the chosen row (``sources``: row -> where its model came from, when not its own dir)."""
     langs = [k for k in original if k != "val"]
     base = {lang: original[lang]["error_rate"] for lang in langs}
-    kept = {n: r for n, r in results.items() if all(r[0][lang]["error_rate"] <= RETENTION_LIMIT * base[lang]
-                                                    for lang in langs)}
-    chosen = min(kept, key=lambda n: kept[n][0]["val"]["error_rate"]) if kept else None
+    worst = {n: max(r[0][lang]["error_rate"] / base[lang] for lang in langs) for n, r in results.items()}
+    kept = {n: r[0]["val"] for n, r in results.items() if worst[n] <= RETENTION_LIMIT}
+    chosen, within = None, []
+    if kept:  # one-standard-error rule: of the rows as good as the best within it val's noise, the safest
+        best = min(kept, key=lambda n: kept[n]["error_rate"])
+        bar = kept[best]["error_rate"] + standard_error(kept[best])
+        within = [n for n in kept if kept[n]["error_rate"] <= bar]
+        chosen = min(within, key=lambda n: worst[n])
     head = " | ".join(f"WER {lang} val (%) | {lang} vs original" for lang in langs)
     lines = [f"# Settings for run.sh chosen on validation data ({grid})", "",
              f"| row | options | WER it val (%) | {head} | training (min) |",
@@ -154,11 +167,14 @@ def sweep_table(grid: str, table: dict, original: dict, results: dict, sources: 
         lines.append(f"| {'**' + name + '**' if name == chosen else name} | {options}{where} "
                      f"| {100 * errs['val']['error_rate']:.2f} | {retention} | {runtime / 60:.1f} |")
     sizes = ", ".join(f"{lang} {original[lang]['num_utts']}" for lang in langs)
-    lines += ["", f"it val: {original['val']['num_utts']} Italian prompts of the trained voice, text in neither train nor "
-              f"test. Retention val ({sizes} prompts): the English and Russian voices of run.sh's retention rows, on "
-              "prompts text-disjoint from their test splits; never trained on or replayed. Chosen (bold): the lowest "
-              f"it val WER among rows with every retention WER within +{100 * (RETENTION_LIMIT - 1):.0f}% of the "
-              f"original's: {chosen or 'none qualifies'}."]
+    lines += ["", f"it val: {original['val']['num_utts']} Italian prompts ({original['val']['total']} words) of the "
+              "trained voice, text in neither train nor test. Retention val "
+              f"({sizes} prompts): the English and Russian voices of run.sh's retention rows, on "
+              "prompts text-disjoint from their test splits; never trained on or replayed. Chosen (bold), by the "
+              f"one-standard-error rule: among rows with every retention WER within +{100 * (RETENTION_LIMIT - 1):.0f}% "
+              "of the original's, those whose it val WER is within one standard error of the best "
+              f"({', '.join(within) or 'none'}), and of these the one whose worst retention set drifted least: "
+              f"{chosen or 'none qualifies'}."]
     return "\n".join(lines) + "\n", chosen
 
 

@@ -180,8 +180,8 @@ def test_compare_runs_table(tmp_path):
 
 def test_sweep_chooses_the_best_row_that_keeps_every_retention_set():
     sweep = load_script("sweep_settings")
-    errs = lambda val, en, ru: {"val": {"error_rate": val, "num_utts": 40}, "en": {"error_rate": en, "num_utts": 100},  # noqa: E731
-                                "ru": {"error_rate": ru, "num_utts": 100}}
+    errs = lambda val, en, ru: {"val": {"error_rate": val, "num_utts": 40, "total": 160},  # noqa: E731
+                                "en": {"error_rate": en, "num_utts": 100}, "ru": {"error_rate": ru, "num_utts": 100}}
     original = errs(0.20, 0.30, 0.10)
     results = {"a": (errs(0.15, 0.32, 0.105), 600.0), "b": (errs(0.10, 0.34, 0.10), 600.0),
                "c": (errs(0.12, 0.33, 0.11), 300.0), "d": (errs(0.11, 0.30, 0.12), 300.0)}
@@ -191,6 +191,12 @@ def test_sweep_chooses_the_best_row_that_keeps_every_retention_set():
     assert "| **c** | {\"kl_to_base\": []} | 12.00 | 33.00 | +10.0% | 11.00 | +10.0% | 5.0 |" in text
     assert "| a | config/real_lora.yaml (trained by run.sh: exp/a) | 15.00 | 32.00 | +6.7% | 10.50 | +5.0% | 10.0 |" in text
     assert sweep.sweep_table("g", table, original, {"b": results["b"]}, {})[1] is None
+    # one-standard-error rule: c's it val standard error is sqrt(0.12 * 0.88 / 160) = 2.6 points, so a row at
+    # 14.5 ties with it and wins by drifting less (worst retention +2% against c's +10%); at 14.7 it does not
+    assert abs(sweep.standard_error({"error_rate": 0.12, "total": 160}) - 0.02569) < 1e-4
+    for val, expected in [(0.145, "e"), (0.147, "c")]:
+        tied = {**results, "e": (errs(val, 0.306, 0.10), 300.0)}
+        assert sweep.sweep_table("g", {**table, "e": {"merge_scale": 0.5}}, original, tied, {})[1] == expected
 
 
 def test_sweep_rows_differing_only_in_merge_scale_share_one_training():
