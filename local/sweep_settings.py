@@ -10,10 +10,11 @@ Each row of ``--grid`` is run.sh's fine-tune (``config/real_lora.yaml`` plus run
 French prompts, packed windows, non-speech cuts) with that row's options changed, trained by ``finetune.sh``
 into ``<out_dir>/<row>`` (a row already trained with the same options is reused: finetune.sh's stamp), or taken
 from a dir run.sh trained with the same options (``--reuse``: run.sh's fine-tune is the default row, its
-``--compare_guard true`` run the no_guard row). A row's ``merge_scale`` is not a training option: such a row merges
-the adapter of the row trained with its other options at that scale (``egrecho merge-lora-whisper --scale``) into
-``<out_dir>/<row>``, training nothing new. Scored on validation splits only, each text-disjoint from its
-test split: Italian val (the trained voice) and English and Russian val (``data/kaldi/real_{en,ru}/val``,
+``--compare_guard true`` run the no_guard row). A row's ``merge_scale`` (default 1) is not a training option: a
+row whose adapter was trained elsewhere (a reused dir, or a row with the same other options) gets that adapter
+merged at its scale (``egrecho merge-lora-whisper --scale``) into ``<out_dir>/<row>``, training nothing new
+(run.sh's own merge is at its ``--merge_scale``, not necessarily the row's). Scored on validation splits only,
+each text-disjoint from its test split: Italian val (the trained voice) and English and Russian val (``data/kaldi/real_{en,ru}/val``,
 made by run.sh: the retention voices, never trained on or replayed, on prompts the test never holds). Writes
 ``<out_dir>/SWEEP.md``: per row the WERs, each retention WER against the original's, training time, and the
 chosen row, by the one-standard-error rule: among the rows that keep every retention set within +10% of the
@@ -117,15 +118,16 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
         if key not in trained_dirs:  # rows differing only in merge_scale share one training
             _train(json.loads(key), train_dir)
             trained_dirs[key] = train_dir
-        elif not (train_dir / "checkpoint-final").is_dir():
-            raise MissingInputError(f"--reuse {name}: {train_dir} holds no checkpoint-final")
-        row_dir = train_dir if scale == 1.0 else out / name
-        if scale != 1.0:
+        if scale == 1.0 and train_dir == out / name:  # trained here: finetune.sh merged the whole update
+            row_dir = train_dir
+        else:  # another row's or a reused adapter, merged here at this row's scale
+            row_dir = out / name
+            if not (train_dir / "checkpoint-final").is_dir():
+                raise MissingInputError(f"row {name}: {train_dir} holds no checkpoint-final adapter to merge")
             _merge(train_dir / "checkpoint-final", row_dir, scale)
+            sources[name] = f"merged from {train_dir}"
         if name in reuse:
             sources[name] = f"reused: {train_dir}"
-        elif row_dir != train_dir:
-            sources[name] = f"merged from {train_dir}"
         trained = json.loads((train_dir / "train_results.json").read_text())
         results[name] = (_score(str(row_dir / "checkpoint-final-lora-merge"), row_dir), trained["train_runtime"])
     text, chosen = sweep_table(grid, table, original, results, sources)
