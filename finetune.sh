@@ -29,10 +29,11 @@ prefix=demo_vi
 exp_dir=                        # default: exp/<model_name>/<lora|full>
 train_config=                   # default: config/<lora|full>.yaml
 merge_scale=1                   # LoRA: the share of the adapter's update merged (egrecho merge-lora-whisper --scale)
+merge_encoder_scale=            # LoRA: the encoder's share (--encoder_scale); default: merge_scale
 help_message="Usage: bash finetune.sh [--stage 0] [--stop_stage 1] [--model_name NAME|PATH] [--is_lora true|false]
   [--num_gpus N] [--num_machines M --machine_rank R --main_process_ip IP [--main_process_port P]]
   [--deepspeed none|z1|z2|z3] [--allocator tcmalloc|system] [--manifest_dir DIR] [--prefix NAME] [--exp_dir DIR]
-  [--train_config YAML] [--merge_scale 1] [-- TRAINING OPTIONS]"
+  [--train_config YAML] [--merge_scale 1] [--merge_encoder_scale S] [-- TRAINING OPTIONS]"
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
 . "$recipe_dir/local/parse_options.sh"
@@ -107,6 +108,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     log "Merging the adapter into $base_model"
     scale_opt=()
     [ "$merge_scale" = 1 ] || scale_opt=(--scale "$merge_scale")
+    [ -z "$merge_encoder_scale" ] || scale_opt+=(--encoder_scale "$merge_encoder_scale")
     "${stamped[@]}" "$exp_dir/.merge.stamp.json" --outputs "$exp_dir/checkpoint-final-lora-merge" \
       --inputs "$exp_dir/checkpoint-final" "$base_model" -- \
       egrecho merge-lora-whisper --lora_model "$exp_dir/checkpoint-final" --output_dir "$exp_dir" "${scale_opt[@]}"

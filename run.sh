@@ -8,7 +8,7 @@
 #      fr (fr_CA_f_June): the forgetting guard's audio (kl_to_base: trained towards the original's predictions)
 #      en (en_US_f_Allison), ru (ru_RU_f_IvrvoiceRU): test and val (text-disjoint), never trained on or replayed
 #      (local/sweep_settings.py chooses settings on it, en and ru val: prompts text-disjoint from the test's)
-#      and non-speech clips (make_nonspeech_data.py: other clips for training and for the test)
+#      and non-speech clips (make_nonspeech_data.py: other clips for training, validation and the test)
 #   4. prepare manifests and features (Italian train with 0.9x/1.1x speed copies)       (prepare.sh)
 #      and long recordings joining the Italian test prompts, Kaldi segments giving each one's place
 #                                                                     (make_long_recordings.py)
@@ -52,7 +52,7 @@ for split in "train 8" "test 16"; do  # long recordings: training windows (packe
     --inputs local/make_long_recordings.py $kaldi/real_it/$part -- \
     python3 local/make_long_recordings.py --kaldi_dir $kaldi/real_it/$part --out_dir $kaldi/real_it_long/$part --per_recording $per
 done
-for split in "train 60 1" "test 24 0"; do  # non-speech clips: other clips (seeds) for training and for the test
+for split in "train 60 1" "val 24 2" "test 24 0"; do  # non-speech clips: other clips (seeds) for training, choosing settings, the test
   read -r part clips seed <<< "$split"
   "${stamped[@]}" $kaldi/nonspeech/.$part.stamp.json --outputs $kaldi/nonspeech/$part --inputs local/make_nonspeech_data.py -- \
     python3 local/make_nonspeech_data.py --out_dir $kaldi/nonspeech/$part --num_clips $clips --seed $seed

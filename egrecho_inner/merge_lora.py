@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, scale: float = 1.0,
-                       local_files_only: bool = True) -> str:
+                       encoder_scale: Optional[float] = None, local_files_only: bool = True) -> str:
     """Merge a LoRA checkpoint into the base model named in its adapter config.
 
     Args:
@@ -28,14 +28,19 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, scale:
             fine-tune's weights interpolated towards the original's (as WiSE-FT does for full fine-tunes).
             Below 1 it trades some of the gain for less forgetting of what the fine-tune never saw; choose it on
             validation data (local/sweep_settings.py). Rows of added tokens (new_language) merge whole.
+        encoder_scale: the share merged into the encoder's adapted weights (default: ``scale``); the decoder's
+            take ``scale``. What the decoder learns from a small share of the cuts (no text on non-speech) fades
+            first when the whole model is scaled down; scaling the encoder alone keeps it.
         local_files_only: load the base model from local files only.
 
     Returns:
         the merged model dir (model, feature extractor, tokenizer, processor, generation config).
     """
     ckpt = Path(lora_model)
-    if not 0 < scale <= 1:
-        raise InputError(f"--scale {scale}: the share of the adapter's update to merge must be in (0, 1]")
+    encoder_scale = scale if encoder_scale is None else encoder_scale
+    for option, value in (("--scale", scale), ("--encoder_scale", encoder_scale)):
+        if not 0 < value <= 1:
+            raise InputError(f"{option} {value}: the share of the adapter's update to merge must be in (0, 1]")
     if not ckpt.is_dir():
         raise MissingInputError(f"LoRA checkpoint {ckpt} not found")
     if not (ckpt / "adapter_config.json").is_file():
@@ -51,14 +56,14 @@ def merge_lora_whisper(lora_model: str, output_dir: Optional[str] = None, scale:
     if len(processor.tokenizer) > model.config.vocab_size:  # rows of added tokens, trained in the adapter
         model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     adapted = PeftModel.from_pretrained(model, ckpt)
-    for layer in adapted.modules():
-        if isinstance(layer, LoraLayer):
-            layer.scale_layer(scale)  # scaling (alpha / r) times scale: get_delta_weight gives scale * dW
+    for name, layer in adapted.named_modules():
+        if isinstance(layer, LoraLayer):  # scaling (alpha / r) times the share: get_delta_weight gives share * dW
+            layer.scale_layer(encoder_scale if ".encoder." in name else scale)
     merged = adapted.merge_and_unload()
     target = Path(output_dir or ckpt.parent) / f"{ckpt.name}-lora-merge"
     with atomic_path(target) as tmp:
         merged.save_pretrained(tmp)
         save_processor(processor, tmp)
-    share = "" if scale == 1 else f" at scale {scale}"
+    share = "" if scale == encoder_scale == 1 else f" at scale {scale} (encoder {encoder_scale})"
     print(f"merged {ckpt} into {base}{share}: {target}")
     return str(target)

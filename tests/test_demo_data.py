@@ -180,16 +180,18 @@ def test_compare_runs_table(tmp_path):
 
 def test_sweep_chooses_the_best_row_that_keeps_every_retention_set():
     sweep = load_script("sweep_settings")
-    errs = lambda val, en, ru: {"val": {"error_rate": val, "num_utts": 40, "total": 160},  # noqa: E731
-                                "en": {"error_rate": en, "num_utts": 100}, "ru": {"error_rate": ru, "num_utts": 100}}
-    original = errs(0.20, 0.30, 0.10)
+    errs = lambda val, en, ru, silent=0.0: {"val": {"error_rate": val, "num_utts": 40, "total": 160},  # noqa: E731
+                                            "en": {"error_rate": en, "num_utts": 100}, "ru": {"error_rate": ru, "num_utts": 100},
+                                            "nonspeech": {"nonspeech_with_text": silent, "nonspeech_cuts": 24}}
+    original = errs(0.20, 0.30, 0.10, 1.0)
     results = {"a": (errs(0.15, 0.32, 0.105), 600.0), "b": (errs(0.10, 0.34, 0.10), 600.0),
                "c": (errs(0.12, 0.33, 0.11), 300.0), "d": (errs(0.11, 0.30, 0.12), 300.0)}
     table = {"a": {}, "b": {"learning_rate": 1e-3}, "c": {"kl_to_base": []}, "d": {"lora_r": 8}}
     text, chosen = sweep.sweep_table("grid.yaml", table, original, results, {"a": "trained by run.sh: exp/a"})
     assert chosen == "c"  # b is best on val but takes en 13% over the original, d takes ru 20% over; c is within +10%
-    assert "| **c** | {\"kl_to_base\": []} | 12.00 | 33.00 | +10.0% | 11.00 | +10.0% | 5.0 |" in text
-    assert "| a | config/real_lora.yaml (trained by run.sh: exp/a) | 15.00 | 32.00 | +6.7% | 10.50 | +5.0% | 10.0 |" in text
+    assert "| **c** | {\"kl_to_base\": []} | 12.00 | 33.00 | +10.0% | 11.00 | +10.0% | 0.0 | 5.0 |" in text
+    assert "| a | config/real_lora.yaml (trained by run.sh: exp/a) | 15.00 | 32.00 | +6.7% | 10.50 | +5.0% | 0.0 | 10.0 |" in text
+    assert "| original whisper-base | - | 20.00 | 30.00 | - | 10.00 | - | 100.0 | - |" in text
     assert sweep.sweep_table("g", table, original, {"b": results["b"]}, {})[1] is None
     # one-standard-error rule: c's it val standard error is sqrt(0.12 * 0.88 / 160) = 2.6 points, so a row at
     # 14.5 ties with it and wins by drifting less (worst retention +2% against c's +10%); at 14.7 it does not
@@ -197,10 +199,15 @@ def test_sweep_chooses_the_best_row_that_keeps_every_retention_set():
     for val, expected in [(0.145, "e"), (0.147, "c")]:
         tied = {**results, "e": (errs(val, 0.306, 0.10), 300.0)}
         assert sweep.sweep_table("g", {**table, "e": {"merge_scale": 0.5}}, original, tied, {})[1] == expected
+    # a row writing text on more than 10% of the non-speech val clips is out, however good its WERs
+    loud = {**results, "e": (errs(0.09, 0.30, 0.10, 3 / 24), 300.0)}
+    assert sweep.sweep_table("g", {**table, "e": {"merge_scale": 0.5}}, original, loud, {})[1] == "c"
+    loud["e"] = (errs(0.09, 0.30, 0.10, 2 / 24), 300.0)
+    assert sweep.sweep_table("g", {**table, "e": {"merge_scale": 0.5}}, original, loud, {})[1] == "e"
 
 
 def test_sweep_rows_differing_only_in_merge_scale_share_one_training():
     sweep = load_script("sweep_settings")
     key = sweep._training_key
     assert key({"kl_to_base_prob": 0.4, "merge_scale": 0.5}) == key({"kl_to_base_prob": 0.4})
-    assert key({"merge_scale": 0.75}) == key({}) != key({"kl_to_base_prob": 0.4})
+    assert key({"merge_scale": 0.75}) == key({}) == key({"merge_encoder_scale": 0.5}) != key({"kl_to_base_prob": 0.4})

@@ -55,10 +55,20 @@ def test_merged_equals_adapter(prepared_demo, tiny_model, tmp_path, monkeypatch)
     for name in full:
         torch.testing.assert_close(half[name], original[name] + 0.5 * (full[name] - original[name]), atol=1e-6, rtol=0)
 
+    # --encoder_scale 0.5 alone: the encoder's weights at the midpoint, the decoder's those of the full merge
+    subprocess.run(["egrecho", "mlw", "--lora_model", str(ckpt), "--output_dir", str(tmp_path / "enc"),
+                    "--encoder_scale", "0.5"], check=True, capture_output=True)
+    enc = WhisperForConditionalGeneration.from_pretrained(tmp_path / "enc/checkpoint-final-lora-merge").state_dict()
+    assert any(".encoder." in n for n in changed) and any(".decoder." in n for n in changed), changed
+    for name in full:
+        expected = half[name] if ".encoder." in name else full[name]
+        torch.testing.assert_close(enc[name], expected, atol=1e-6, rtol=0)
+
 
 def test_merge_errors(tiny_model, tmp_path):
     for path, extra, message in [(tmp_path / "none", [], "not found"), (tiny_model, [], "is not a LoRA checkpoint"),
-                                 (tiny_model, ["--scale", "0"], "--scale 0.0: the share")]:
+                                 (tiny_model, ["--scale", "0"], "--scale 0.0: the share"),
+                                 (tiny_model, ["--encoder_scale", "1.5"], "--encoder_scale 1.5: the share")]:
         proc = subprocess.run(["egrecho", "merge-lora-whisper", "--lora_model", str(path), *extra],
                               capture_output=True, text=True)
         assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
