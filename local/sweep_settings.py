@@ -13,8 +13,8 @@ from a dir run.sh trained with the same options (``--reuse``: run.sh's fine-tune
 ``--compare_guard true`` run the no_guard row). A row's ``merge_scale`` (default 1) and ``merge_encoder_scale``
 (default: merge_scale) are not training options: a
 row whose adapter was trained elsewhere (a reused dir, or a row with the same other options) gets that adapter
-merged at its scale (``egrecho merge-lora-whisper --scale``) into ``<out_dir>/<row>``, training nothing new
-(run.sh's own merge is at its ``--merge_scale``, not necessarily the row's). Scored on validation splits only,
+merged at its scales (``egrecho merge-lora-whisper --scale/--encoder_scale``) into ``<out_dir>/<row>``, training
+nothing new (run.sh's own merge is at its scales, not necessarily the row's). Scored on validation splits only,
 each text-disjoint from its test split: Italian val (the trained voice) and English and Russian val (``data/kaldi/real_{en,ru}/val``,
 made by run.sh: the retention voices, never trained on or replayed, on prompts the test never holds). Writes
 ``<out_dir>/SWEEP.md``: per row the WERs, each retention WER against the original's, the share of non-speech val
@@ -125,7 +125,7 @@ def sweep_settings(grid: str = "config/sweep_real_it.yaml", rows: list[str] | No
         key = _training_key(table[name])
         whole = all(table[name].get(option, 1.0) == 1.0 for option in MERGE_OPTIONS)
         train_dir = Path(reuse[name]) if name in reuse else trained_dirs.get(key, out / name)
-        if key not in trained_dirs:  # rows differing only in merge_scale share one training
+        if key not in trained_dirs:  # rows differing only in MERGE_OPTIONS share one training
             _train(json.loads(key), train_dir)
             trained_dirs[key] = train_dir
         if whole and train_dir == out / name:  # trained here: finetune.sh merged the whole update
