@@ -77,6 +77,17 @@ def read_prompt_list(path: Path) -> list[tuple[str, str]]:
     return prompts
 
 
+AMBIGUOUS = "name listed more than once with different texts"
+
+
+def ambiguous_names(prompts: list[tuple[str, str]]) -> set[str]:
+    """Names the prompt list gives more than one text (all their lines are left out: the audio says only one)."""
+    texts: dict[str, set[str]] = {}
+    for name, text in prompts:
+        texts.setdefault(name, set()).add(text)
+    return {name for name, seen in texts.items() if len(seen) > 1}
+
+
 def clean_prompt(name: str, text: str) -> tuple[str, str]:
     """The prompt's text for training and scoring and ``""``, or ``""`` and why it is left out."""
     if _NONSPEECH_NAME.search(name) or _DESCRIPTION.match(text):
@@ -143,11 +154,18 @@ def make_real_data(
     if language not in VOICES:
         raise InputError(f"language must be one of {sorted(VOICES)}, got {language!r}")
     sounds, prompt_list, versions = fetch_voice(language, Path(cache_dir))
-    kept, dropped = [], {}
-    for name, raw in read_prompt_list(prompt_list):
+    kept, dropped, seen = [], {}, set()
+    prompts = read_prompt_list(prompt_list)
+    ambiguous = ambiguous_names(prompts)
+    for name, raw in prompts:
+        if name in seen:  # one recording per name: a repeated line adds nothing
+            continue
+        seen.add(name)
         text, reason = clean_prompt(name, raw)
         if not (sounds / f"{name}.g722").is_file():
             reason = "no audio"
+        elif name in ambiguous:  # e.g. es lists digits/0 as "cero" and as "diez": which one the audio says is unknown
+            reason = AMBIGUOUS
         if reason:
             dropped.setdefault(reason, []).append(name)
         else:

@@ -123,3 +123,19 @@ def test_unknown_language_is_one_clear_error(tmp_path):
 
     with pytest.raises(InputError, match="language must be one of"):
         real.make_real_data(language="de", out_dir=str(tmp_path / "x"), cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_name_with_two_texts_is_ambiguous():
+    # The Spanish list gives digits/0 as "cero" and as "diez"; a line repeated word for word is not ambiguous
+    prompts = [("digits/0", "cero"), ("digits/0", "diez"), ("digits/1", "uno"), ("beep", "x"), ("beep", "x")]
+    assert real.ambiguous_names(prompts) == {"digits/0"}
+
+
+def test_spanish_list_repeats_a_name_and_it_is_left_out(tmp_path):
+    """Debian's Spanish prompt list names digits/0 twice: both lines are left out and counted, not two utterances
+    with one id (which prepare.sh would refuse)."""
+    stats = real.make_real_data(language="es", out_dir=str(tmp_path / "real_es"), num_train=10, num_val=0, num_test=0,
+                                cache_dir=str(tmp_path / "cache"))
+    assert stats["dropped"][real.AMBIGUOUS] == {"count": 1, "names": ["digits/0"]}
+    ids = [line.split()[0] for line in (tmp_path / "real_es/train/wav.scp").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) >= 10
