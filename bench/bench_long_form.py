@@ -22,48 +22,42 @@ import torch
 if __package__ in (None, ""):  # python bench/bench_long_form.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Row, print_rows, timed  # noqa: E402
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form, long_form_batch  # noqa: E402
+from egrecho_inner.decode import GenArgs  # noqa: E402
+from egrecho_inner.decoder import DecodeArgs, WhisperDecoder  # noqa: E402
 from egrecho_inner.errors import MissingInputError  # noqa: E402
 from egrecho_inner.evaluate import load_eval_cuts  # noqa: E402
 from egrecho_inner.features import load_cut_features, make_fbank_extractor  # noqa: E402
-from egrecho_inner.model import load_whisper  # noqa: E402
 from egrecho_inner.new_language import model_languages  # noqa: E402
-from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded  # noqa: E402
 
 
 def run(model_path: str, kaldi_dir: str, max_cuts: int, max_new_tokens: int) -> Row:
     """One model: its long-form set decoded in batches of ``max_cuts`` recordings and one by one."""
     if not Path(model_path).is_dir():
         raise MissingInputError(f"{model_path} not found: run bash local/run_vi_demo.sh first")
-    model, processor = load_whisper(model_path)
-    model.eval()
-    unpadded = resolve_unpadded(model.generation_config, None, model_path)
-    if unpadded:
-        enable_unpadded_inputs(model)
+    decoder = WhisperDecoder.load(DecodeArgs(model_path, "cpu", gen_args=GenArgs(return_timestamps=True,
+                                                                                 max_new_tokens=max_new_tokens)))
     cuts, _ = load_eval_cuts(None, kaldi_dir, "", "", "test", None, model_languages(model_path))
     cuts = sorted(cuts, key=lambda c: -c.duration)  # as egrecho eval orders them
-    extractor = make_fbank_extractor(model.config.num_mel_bins)
+    extractor = make_fbank_extractor(decoder.num_mel_bins)
     feats = [load_cut_features(c, extractor) for c in cuts]
     languages = [c.supervisions[0].language for c in cuts]
-    kwargs = generate_kwargs(GenArgs(return_timestamps=True, max_new_tokens=max_new_tokens), processor, "cpu")
 
     def together():
         found = []
         for start in range(0, len(feats), max_cuts):
-            found += long_form_batch(model, processor, feats[start: start + max_cuts],
-                                     languages[start: start + max_cuts], kwargs, unpadded, "cpu")
+            found += decoder.transcribe_long(feats[start: start + max_cuts], languages[start: start + max_cuts])
         return found
 
-    long_form(model, processor, feats[-1][:3000], languages[-1], kwargs, unpadded, "cpu")  # warm-up, untimed
+    decoder.transcribe_long([feats[-1][:3000]], languages[-1:])  # warm-up, untimed
     results = {}
     seconds_alone = timed(lambda: results.setdefault(
-        "alone", [long_form(model, processor, f, lang, kwargs, unpadded, "cpu") for f, lang in zip(feats, languages)]))
+        "alone", [decoder.transcribe_long([f], [lang])[0] for f, lang in zip(feats, languages)]))
     seconds_together = timed(lambda: results.setdefault("together", together()))
     differ = [c.id for c, a, b in zip(cuts, results["alone"], results["together"]) if a.segments != b.segments]
     if differ:
         raise SystemExit(f"{model_path}: segments differ between batched and one-by-one decoding: {differ}")
     audio = sum(c.duration for c in cuts)
-    how = "un-padded" if unpadded else "padded"
+    how = "un-padded" if decoder.unpadded else "padded"
     return Row(f"long form, {len(cuts)} recordings of {audio / len(cuts):.0f} s, {Path(model_path).name} ({how})",
                "RTFx", audio / seconds_together, audio / seconds_alone, "one recording at a time")
 

@@ -7,33 +7,25 @@ Writes ``<outdir>/errs-<part>.json`` (error/ins/del/sub rates, reference length,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 from lhotse import CutSet, load_manifest
-from lhotse.dataset import SimpleCutSampler
-from tqdm import tqdm
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
-from egrecho_inner.data_module import LhotseLoader
-from egrecho_inner.dataset import WhisperDataset
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form_batch, transcribe_batch
+from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.decode import GenArgs
+from egrecho_inner.decoder import DecodeArgs, WhisperDecoder, cut_language
 from egrecho_inner.errors import InputError, MissingInputError
-from egrecho_inner.features import check_mel_bins, load_cut_features, make_fbank_extractor
+from egrecho_inner.features import check_mel_bins
 from egrecho_inner.kaldi import load_kaldi_dir
-from egrecho_inner.model import load_whisper, resolve_model
+from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages
-from egrecho_inner.quality import quality_fields, segment_start_errors_ms, timing_fields, window_fields
+from egrecho_inner.quality import quality_fields, timing_fields, window_fields
 from egrecho_inner.scoring import ErrorCounts, align, by_characters, normalize_text, scoring_units
-from egrecho_inner.seeking import LongFormResult
 from egrecho_inner.text import resolve_language
-from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
 
 log = logging.getLogger(__name__)
@@ -117,10 +109,10 @@ def evaluate(
     language_of = cut_language(cutset, default_language, known, model_path)
 
     # 2. Transcribe; 3. score.
-    decoder = load_decoder(model_path, device, dtype, local_files_only, remove_whisper_encoder_input_length_restriction,
-                           gen_args, language_of)
+    decoder = WhisperDecoder.load(DecodeArgs(model_path, device, dtype, local_files_only,
+                                             remove_whisper_encoder_input_length_restriction, gen_args), language_of)
     if not (from_audio or on_the_fly_feats):
-        check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.model.config.num_mel_bins,
+        check_mel_bins(cutset, cuts or f"{manifest_dir}/{prefix_name}_cuts_{part}", decoder.num_mel_bins,
                        model_path)
     # with timestamps, cuts of several reference segments are decoded like those over 30 s: sequentially
     with_times = ([c for c in cutset if sum(bool(s.text) for s in c.supervisions) > 1]
@@ -149,115 +141,6 @@ def evaluate(
         tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return result
-
-
-def cut_language(cutset: CutSet, default_language: Optional[str], known: tuple[str, ...],
-                 model_path: str) -> Callable[[object], Optional[str]]:
-    """``cut -> language`` (its first supervision's, else ``default_language``; None: detect it); raises
-    naming the first cut whose language the model lacks."""
-
-    def language_of(cut) -> Optional[str]:
-        return (cut.supervisions[0].language if cut.supervisions else None) or default_language
-
-    unknown = next((c for c in cutset if known and language_of(c) and language_of(c) not in known), None)
-    if unknown is not None:
-        raise InputError(f"cut {unknown.id}: language {language_of(unknown)!r} is not one of {model_path}'s "
-                         "languages (fine-tune with new_language, or score a Kaldi dir with --gen_args.language)")
-    return language_of
-
-
-def load_decoder(model_path: str, device: str, dtype: str, local_files_only: bool, unpadded: Optional[bool],
-                 gen_args: GenArgs, language_of: Callable) -> "Decoder":
-    """Load a Whisper model for batched decoding: on ``device`` (auto: GPU if there is one) in ``dtype``
-    (half precision on GPU only), un-padded or padded as ``unpadded`` says (None: as it was trained)."""
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    torch_dtype = getattr(torch, dtype)
-    if torch_dtype != torch.float32 and not str(device).startswith("cuda"):
-        log.warning("%s needs a GPU; decoding in float32 on %s", dtype, device)
-        torch_dtype = torch.float32
-    model, processor = load_whisper(model_path, local_files_only)
-    model.to(device=device, dtype=torch_dtype).eval()
-    unpadded = resolve_unpadded(model.generation_config, unpadded, model_path)
-    if unpadded:
-        enable_unpadded_inputs(model)
-    log.info("decoding %s", "un-padded" if unpadded else "padded to 30 s")
-    return Decoder(model, processor, device, torch_dtype, generate_kwargs(gen_args, processor, device), language_of,
-                   unpadded)
-
-
-@dataclass
-class Decoder:
-    """Batched transcription of cuts; ``seconds`` adds up the time spent in ``generate``."""
-
-    model: object
-    processor: object
-    device: str
-    dtype: torch.dtype
-    kwargs: dict
-    language_of: Callable
-
-    unpadded: bool = False
-    seconds: float = 0.0
-    detected: dict = field(default_factory=dict)  # cut id -> language detected from its audio (batched cuts)
-    segments: dict = field(default_factory=dict)  # cut id -> (start, end, text) segments (long-form cuts)
-    windows_well_formed: list = field(default_factory=list)  # per window decoded in long form
-
-    @contextlib.contextmanager
-    def _clock(self):
-        """Add the block's wall time to ``seconds`` (the RTF counts generation only)."""
-        start = time.perf_counter()
-        yield
-        self.seconds += time.perf_counter() - start
-
-    def _timed(self, features, languages, mask=None) -> tuple[list[str], list[str]]:
-        with self._clock():
-            return transcribe_batch(self.model, self.processor, features.to(self.device, self.dtype), languages,
-                                    self.kwargs, None if mask is None else mask.to(self.device), self.unpadded)
-
-    def _long_form(self, feats: list[torch.Tensor], languages: list[Optional[str]]) -> list[LongFormResult]:
-        with self._clock():
-            return long_form_batch(self.model, self.processor, feats, languages, self.kwargs, self.unpadded,
-                                   self.device, self.dtype)
-
-    def segment_start_errors(self, cut) -> list[float]:
-        """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded
-        with timestamps only)."""
-        references = [s.start for s in cut.supervisions if s.text]
-        return segment_start_errors_ms(references, [start for start, _, _ in self.segments[cut.id]])
-
-    def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
-                        num_workers: int, part: str, timed: frozenset[str] = frozenset()) -> dict[str, str]:
-        """Hypotheses by cut id: cuts over 30 s and the ``timed`` ones sequentially with timestamps, up to
-        ``max_cuts`` at once (their segments kept in ``segments``, their windows' form in
-        ``windows_well_formed``), the others in batches."""
-        num_mel_bins = self.model.config.num_mel_bins
-        timed = set(timed) | {c.id for c in cutset if c.duration > MAX_INPUT_SECONDS}
-        batched = cutset.filter(lambda c: c.id not in timed).to_eager()
-        if self.unpadded:  # batches of similar lengths carry little padding (each cut decodes as it would alone)
-            batched = batched.sort_by_duration(ascending=False)
-        hyps = {}
-        if len(batched):
-            by_id = {c.id: c for c in batched}
-            loader = LhotseLoader(SimpleCutSampler(batched, max_cuts=max_cuts, max_duration=max_duration),
-                                  WhisperDataset(None, on_the_fly_feats=from_audio, num_mel_bins=num_mel_bins,
-                                                 unpadded=self.unpadded), num_workers)
-            for batch in tqdm(loader, desc=f"eval {part}", unit="batch"):
-                languages = [self.language_of(by_id[i]) for i in batch["cut_ids"]]
-                texts, detected = self._timed(batch["input_features"], languages, batch.get("attention_mask"))
-                hyps.update(zip(batch["cut_ids"], texts))
-                self.detected.update(zip(batch["cut_ids"], detected))
-        extractor = make_fbank_extractor(num_mel_bins) if from_audio else None
-        long = [c for c in cutset if c.id in timed]  # longest first: a batch's recordings end about together
-        for start in tqdm(range(0, len(long), max_cuts), desc=f"eval {part} (long form)", unit="batch"):
-            group = long[start: start + max_cuts]
-            found = self._long_form([load_cut_features(c, extractor) for c in group],
-                                    [self.language_of(c) for c in group])
-            for cut, result in zip(group, found):
-                hyps[cut.id], self.segments[cut.id] = result.text, result.segments
-                self.windows_well_formed += result.windows_well_formed
-        return hyps
 
 
 def score_cuts(cutset: CutSet, hyps: dict[str, str], no_text: set[str], nonspeech: set[str], language_of: Callable,

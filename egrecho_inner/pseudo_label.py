@@ -21,8 +21,8 @@ from lhotse.utils import fastcopy
 
 from egrecho_inner.data_module import read_cuts
 from egrecho_inner.decode import GenArgs
+from egrecho_inner.decoder import DecodeArgs, WhisperDecoder, cut_language
 from egrecho_inner.errors import InputError
-from egrecho_inner.evaluate import cut_language, load_decoder
 from egrecho_inner.features import check_mel_bins
 from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages
@@ -84,10 +84,10 @@ def pseudo_label(
     cutset = read_cuts(cuts, "the cut manifest to pseudo-label").to_eager().sort_by_duration(ascending=False)
     known = model_languages(model_path)
     language_of = cut_language(cutset, gen_args.language, known, model_path)
-    decoder = load_decoder(model_path, device, dtype, local_files_only, remove_whisper_encoder_input_length_restriction,
-                           gen_args, language_of)
+    decoder = WhisperDecoder.load(DecodeArgs(model_path, device, dtype, local_files_only,
+                                             remove_whisper_encoder_input_length_restriction, gen_args), language_of)
     if not on_the_fly_feats:
-        check_mel_bins(cutset, cuts, decoder.model.config.num_mel_bins, model_path)
+        check_mel_bins(cutset, cuts, decoder.num_mel_bins, model_path)
     hyps = decoder.transcribe_cuts(cutset, on_the_fly_feats, max_cuts, None, num_workers, "pseudo-label")
     kept, empty, repetitive = [], [], []
     for cut in cutset:

@@ -46,8 +46,8 @@ def test_empty_and_looping_outputs_are_dropped(prepared_demo, tiny_model, tmp_pa
     outputs = {cuts[0].id: " . ", cuts[1].id: "la la la " * 30}  # no word; runaway repetition
     outputs.update({c.id: f"câu {i}" for i, c in enumerate(cuts[2:])})
 
-    from egrecho_inner import evaluate
-    monkeypatch.setattr(evaluate.Decoder, "transcribe_cuts", lambda self, cutset, *a, **k: outputs)
+    from egrecho_inner.decoder import WhisperDecoder
+    monkeypatch.setattr(WhisperDecoder, "transcribe_cuts", lambda self, cutset, *a, **k: outputs)
     counts = pseudo_label(str(tiny_model), VAL_CUTS, str(tmp_path / "p.jsonl.gz"), num_workers=0)
     assert counts == {"cuts": len(cuts), "written": len(cuts) - 2, "dropped_empty": 1, "dropped_repetitive": 1}
     assert {c.id: c.supervisions[0].text for c in load_manifest(tmp_path / "p.jsonl.gz")} == {

@@ -11,7 +11,8 @@ import torch
 from lhotse import Recording
 
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
-from egrecho_inner.decode import GenArgs, generate_kwargs, long_form, transcribe_features, whisper_windows
+from egrecho_inner.decode import GenArgs, whisper_windows
+from egrecho_inner.decoder import DecodeArgs, WhisperDecoder
 from egrecho_inner.deploy.subtitles import OUTPUT_FORMATS, render
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
@@ -20,7 +21,7 @@ from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
 from egrecho_inner.seeking import joined_text, seek_decode
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
-from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
+from egrecho_inner.unpadded import resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
 
 log = logging.getLogger(__name__)
@@ -119,21 +120,16 @@ def _refuse_ignored_options(engine: str, device: str, compute_type: str) -> None
 
 
 def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
-    from egrecho_inner.model import load_whisper
-
-    model, processor = load_whisper(model_path, local_files_only=True)
-    model.to(device).eval()
-    if unpadded:
-        enable_unpadded_inputs(model)
-    extractor = make_fbank_extractor(model.config.num_mel_bins)
-    kwargs = generate_kwargs(GenArgs(task=task, num_beams=num_beams), processor, device)
+    decoder = WhisperDecoder.load(DecodeArgs(model_path, device, unpadded=unpadded,
+                                             gen_args=GenArgs(task=task, num_beams=num_beams)))
+    extractor = make_fbank_extractor(decoder.num_mel_bins)
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
         if timed:
-            segments = long_form(model, processor, feats, language, kwargs, unpadded, device).segments
+            segments = decoder.transcribe_long([feats], [language])[0].segments
             yield utt_id, joined_text(segments), segments
         else:
-            yield utt_id, transcribe_features(model, processor, feats, language, kwargs, unpadded, device), []
+            yield utt_id, decoder.transcribe_features(feats, language), []
 
 
 def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed):
