@@ -148,7 +148,7 @@ class WhisperDecoder:
         """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded
         with timestamps only)."""
         references = [s.start for s in cut.supervisions if s.text]
-        return segment_start_errors_ms(references, [start for start, _, _ in self.segments[cut.id]])
+        return segment_start_errors_ms(references, [segment.start for segment in self.segments[cut.id]])
 
     def transcribe_cuts(self, cutset: CutSet, from_audio: bool, max_cuts: int, max_duration: Optional[float],
                         num_workers: int, part: str, timed: frozenset[str] = frozenset()) -> dict[str, str]:

@@ -16,7 +16,7 @@ window. ``egrecho eval`` reports the share of well-formed windows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -25,7 +25,17 @@ from egrecho_inner.constants import HOP_LENGTH, N_FRAMES, SAMPLING_RATE, TIMESTA
 FRAMES_PER_STEP = round(TIMESTAMP_STEP * SAMPLING_RATE / HOP_LENGTH)  # 2 feature frames per timestamp step
 MIN_WINDOW_FRAMES = 20  # a tail shorter than 0.2 s is not decoded (Whisper hallucinates on near-empty input)
 
-Segment = tuple[float, float, str]  # start and end in seconds from the start of the audio, text
+
+
+class Segment(NamedTuple):
+    """A timed piece of transcript: start and end in seconds from the start of the audio, and its text (a
+    tuple, so ``start, end, text = segment`` and comparisons with plain tuples work)."""
+
+    start: float
+    end: float
+    text: str
+
+
 # (positions of the audios in the batch, their windows) -> each window's tokens: see seek_decode_batch
 WindowsDecoder = Callable[[list[int], list[torch.Tensor]], list[list[int]]]
 
@@ -105,8 +115,8 @@ class _Seek:
         parsed = parse_window(tokens, timestamp_begin, length // FRAMES_PER_STEP)
         self.well_formed.append(parsed.well_formed)
         for start, end, text in parsed.segments:
-            self.segments.append((offset + start * TIMESTAMP_STEP, offset + end * TIMESTAMP_STEP,
-                                  decode_text(text).strip()))
+            self.segments.append(Segment(offset + start * TIMESTAMP_STEP, offset + end * TIMESTAMP_STEP,
+                                         decode_text(text).strip()))
         last_window = self.seek + length >= total
         advance = length  # whole window: all speech is in complete segments, or none is
         if parsed.segments and not parsed.ends_on_single_timestamp and not last_window:
@@ -115,7 +125,7 @@ class _Seek:
         elif parsed.unfinished:  # the audio's end, or no complete segment: keep the text, move on a whole window
             start, text = parsed.unfinished
             end = offset + length * HOP_LENGTH / SAMPLING_RATE
-            self.segments.append((offset + start * TIMESTAMP_STEP, end, decode_text(text).strip()))
+            self.segments.append(Segment(offset + start * TIMESTAMP_STEP, end, decode_text(text).strip()))
         self.seek += advance if 0 < advance <= length else length
         self.done = self.seek >= total or total - self.seek < MIN_WINDOW_FRAMES
 
@@ -136,7 +146,7 @@ def seek_decode_batch(feats: list[torch.Tensor], decode_windows: WindowsDecoder,
     while active := [i for i, s in enumerate(seeks) if not s.done]:
         for i, tokens in zip(active, decode_windows(active, [seeks[i].window() for i in active])):
             seeks[i].advance(tokens, decode_text, timestamp_begin)
-    return [LongFormResult([x for x in s.segments if x[2]], s.well_formed) for s in seeks]
+    return [LongFormResult([x for x in s.segments if x.text], s.well_formed) for s in seeks]
 
 
 def seek_decode(feats: torch.Tensor, decode_window: Callable[[torch.Tensor], list[int]],

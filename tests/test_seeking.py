@@ -42,6 +42,7 @@ def test_seek_decode_restarts_at_the_cut_off_segment():
     assert starts == [0, 2800, 5800]
     assert result.segments == [(0.0, 28.0, "w1"), (28.0, 32.0, "w2 w3"), (33.0, 36.0, "w4"), (58.0, 70.0, "w5")]
     assert result.windows_well_formed == [True, True, False] and result.text == "w1 w2 w3 w4 w5"
+    assert [(s.start, s.end, s.text) for s in result.segments][1] == (28.0, 32.0, "w2 w3")  # typed: Segment
 
 
 def test_pack_segments_windows():

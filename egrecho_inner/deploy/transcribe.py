@@ -19,7 +19,7 @@ from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.kaldi import probe_recording, read_kaldi_mapping
 from egrecho_inner.model import resolve_model
 from egrecho_inner.new_language import model_languages, prompt_ids
-from egrecho_inner.seeking import joined_text, seek_decode
+from egrecho_inner.seeking import Segment, joined_text, seek_decode
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 from egrecho_inner.unpadded import resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
@@ -149,7 +149,7 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
         found, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
                                     without_timestamps=not timed, vad_filter=False, condition_on_previous_text=False,
                                     temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
-        segments = [(s.start, s.end, s.text.strip()) for s in found]
+        segments = [Segment(s.start, s.end, s.text.strip()) for s in found]
         yield utt_id, joined_text(segments), segments if timed else []
 
 
@@ -241,5 +241,5 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
         with redirect_stderr(to=None):  # whisper.cpp's own log lines (detected language, ...)
             found = model.transcribe(audio, language=language or "",
                                      no_timestamps=not timed and recording.duration <= MAX_INPUT_SECONDS)
-        segments = [(s.t0 / 100, s.t1 / 100, s.text.strip()) for s in found]  # whisper.cpp counts 10 ms steps
+        segments = [Segment(s.t0 / 100, s.t1 / 100, s.text.strip()) for s in found]  # whisper.cpp counts 10 ms steps
         yield utt_id, joined_text(segments), segments if timed else []
