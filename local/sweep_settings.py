@@ -45,6 +45,7 @@ MIX = {"kl_to_base": [f"{FBANK}/real_fr_cuts_train.jsonl.gz"], "kl_to_base_prob"
 RETENTION_LIMIT = 1.10  # a retention WER at most 10% over the original's
 RETENTION = {"en": "data/kaldi/real_en/val", "ru": "data/kaldi/real_ru/val"}  # made by run.sh
 NONSPEECH = "data/kaldi/nonspeech/val"  # made by run.sh: other clips (seed) than the training's and the test's
+EGRECHO = [sys.executable, "-m", "egrecho_inner.cli"]  # this interpreter's egrecho, activated or not
 NONSPEECH_LIMIT = 0.10  # at most 10% of the non-speech clips get text (the fine-tune is trained to write none)
 
 
@@ -62,7 +63,7 @@ def _score(model: str, out: Path) -> dict:
             "nonspeech": ["--kaldi_dir", NONSPEECH, "--part", "nonspeech-val"]}
     for part, options in sets.items():
         _run([sys.executable, "-m", "egrecho_inner.stamps", "run", str(out / f".eval-{part}.stamp.json"),
-              "--outputs", str(out / f"errs-{options[-1]}.json"), "--inputs", model, "--", "egrecho", "eval", *common,
+              "--outputs", str(out / f"errs-{options[-1]}.json"), "--inputs", model, "--", *EGRECHO, "eval", *common,
               *options])
     return {part: json.loads((out / f"errs-{options[-1]}.json").read_text()) for part, options in sets.items()}
 
@@ -80,7 +81,7 @@ def _merge(adapter: Path, row_dir: Path, options: dict) -> None:
     scales = [arg for key, flag in MERGE_OPTIONS.items() if key in options for arg in (flag, str(options[key]))]
     _run([sys.executable, "-m", "egrecho_inner.stamps", "run", str(row_dir / ".merge.stamp.json"),
           "--outputs", str(row_dir / "checkpoint-final-lora-merge"), "--inputs", str(adapter), "--",
-          "egrecho", "merge-lora-whisper", "--lora_model", str(adapter), "--output_dir", str(row_dir),
+          *EGRECHO, "merge-lora-whisper", "--lora_model", str(adapter), "--output_dir", str(row_dir),
           *scales])
 
 
