@@ -44,8 +44,8 @@ real_data() {  # real_data LANGUAGE TRAIN VAL TEST: one Asterisk voice, text-dis
 }
 real_data it -1 40 100
 real_data fr -1 0 0
-real_data en 0 100 100   # val: prompts text-disjoint from test, for choosing settings (local/sweep_settings.py)
-real_data ru 0 100 100
+real_data en 0 150 200   # val: prompts text-disjoint from test, for choosing settings (local/sweep_settings.py)
+real_data ru 0 150 200
 for split in "train 8" "test 16"; do  # long recordings: training windows (packed below), the long-form test (~40 s each)
   read -r part per <<< "$split"
   "${stamped[@]}" $kaldi/real_it_long/$part/.stamp.json --outputs $kaldi/real_it_long/$part \
