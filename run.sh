@@ -13,9 +13,9 @@
 #      and long recordings joining the Italian test prompts, Kaldi segments giving each one's place
 #                                                                     (make_long_recordings.py)
 #   5. evaluate the original model on it / en / ru / non-speech / long recordings (egrecho eval)
-#   6. LoRA fine-tune, trained un-padded and decoded padded (config/real_lora.yaml), with 20% fr cuts under the KL guard, 10% non-speech
+#   6. LoRA fine-tune, trained un-padded and decoded padded (config/real_lora.yaml), with 20% fr cuts under the KL guard, 25% non-speech
 #      cuts, 10% windows of up to 30 s of the training prompts joined, half the cuts labelled with
-#      timestamps; merge the adapter, its encoder update at half (--merge_encoder_scale 0.5); evaluate again (finetune.sh)
+#      timestamps; merge half the adapter's update (--merge_scale 0.5); evaluate again (finetune.sh)
 #   7. the loss curve and the before/after tables                     (exp/whisper-base-it/RESULTS.md)
 #   8. with --compare_guard true: the same fine-tune without the guard (about 12 min more), scored the same
 #      way, next to the original and the guarded one                 (exp/whisper-base-it/GUARD.md)
@@ -83,14 +83,14 @@ score() {  # score MODEL_DIR OUT_DIR: each set re-scored when the model, the set
 score pretrained/whisper-base $exp/orig
 mix_opts=(--kl_to_base "[$fbank/real_fr_cuts_train.jsonl.gz]" --kl_to_base_prob 0.2
           --replay "[$fbank/real_it_long_cuts_train.jsonl.gz]" --replay_prob 0.1
-          --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1)
-merge_encoder_scale=0.5  # the encoder's update merged at half, the decoder's whole: chosen on validation
+          --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.25)
+merge_scale=0.5  # half the adapter's update merged (W + 0.5 dW): chosen on validation (results/sweep_real_it.md)
                          # (local/sweep_settings.py, results/sweep_real_it.md)
 finetune() {  # finetune EXP_DIR OPTIONS...: train, merge, score
   local dir=$1
   shift
   bash finetune.sh --model_name whisper-base --is_lora true --prefix real_it --exp_dir "$dir" \
-    --train_config config/real_lora.yaml --merge_encoder_scale $merge_encoder_scale --stop_stage 0 -- "$@"
+    --train_config config/real_lora.yaml --merge_scale $merge_scale --stop_stage 0 -- "$@"
   score "$dir/checkpoint-final-lora-merge" "$dir"
 }
 finetune $exp/lora "${mix_opts[@]}"
@@ -105,11 +105,11 @@ python3 local/write_results.py --name base-lora --model pretrained/whisper-base 
   --nonspeech_original $exp/orig/errs-nonspeech.json --nonspeech_tuned $exp/lora/errs-nonspeech.json \
   --longform_original $exp/orig/errs-long.json --longform_tuned $exp/lora/errs-long.json \
   --loss_curve loss.png --output $exp/RESULTS.md --command "$run_command" --wall_seconds $(( $(date +%s) - start )) \
-  --notes "Real speech: Debian's Asterisk prompt recordings, one professional voice per language. Italian: $stats. Retention: $(wc -l < $kaldi/real_en/test/text) English and $(wc -l < $kaldi/real_ru/test/text) Russian prompts of voices never trained on or replayed. Forgetting guard: kl_to_base on $(wc -l < $kaldi/real_fr/train/text) French prompts at 20% of the cuts (trained towards the original model's predictions, not the transcripts). Long recordings: the $(wc -l < $kaldi/real_it_long/test/wav.scp) of make_long_recordings.py, each joining 16 Italian test prompts with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/real_lora.yaml (chosen on it, en and ru val prompts, text-disjoint from the tests: results/sweep_real_it.md; trained un-padded, decoded padded; language token not trained; adapter merged with the encoder's update at scale $merge_encoder_scale, each adapted encoder weight W + $merge_encoder_scale dW, and the decoder's whole), speed perturbation 0.9/1.1, SpecAugment, timestamp_probability 0.5, replay_prob 0.1 (windows of up to 30 s packed from long recordings of the training prompts), nospeech_prob 0.1."
+  --notes "Real speech: Debian's Asterisk prompt recordings, one professional voice per language. Italian: $stats. Retention: $(wc -l < $kaldi/real_en/test/text) English and $(wc -l < $kaldi/real_ru/test/text) Russian prompts of voices never trained on or replayed. Forgetting guard: kl_to_base on $(wc -l < $kaldi/real_fr/train/text) French prompts at 20% of the cuts (trained towards the original model's predictions, not the transcripts). Long recordings: the $(wc -l < $kaldi/real_it_long/test/wav.scp) of make_long_recordings.py, each joining 16 Italian test prompts with 0.3-0.9 s pauses, decoded sequentially with timestamps. Settings: config/real_lora.yaml (chosen on it, en and ru val prompts, text-disjoint from the tests: results/sweep_real_it.md; trained un-padded, decoded padded; language token not trained; adapter merged at scale $merge_scale, each adapted weight W + $merge_scale dW), speed perturbation 0.9/1.1, SpecAugment, timestamp_probability 0.5, replay_prob 0.1 (windows of up to 30 s packed from long recordings of the training prompts), nospeech_prob 0.25."
 
 if [ "$compare_guard" = true ]; then  # same data, steps and seed, without the fr cuts and their KL term
   finetune $exp/lora_no_guard --replay "[$fbank/real_it_long_cuts_train.jsonl.gz]" --replay_prob 0.1 \
-    --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.1
+    --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.25
   python3 local/compare_runs.py --runs "[original=$exp/orig, with the guard=$exp/lora, without=$exp/lora_no_guard]" \
     --output $exp/GUARD.md --command "$run_command" --title "run.sh --compare_guard true: whisper-base LoRA with and without the KL guard" \
     --notes "Same data, steps and seed; without the guard the 20% French cuts (kl_to_base) are left out. test: Italian (trained voice, unseen text); en, ru: voices and languages never trained on; long: Italian test prompts joined into long recordings."

@@ -41,7 +41,7 @@ from egrecho_inner.utils import atomic_path, run_cli  # noqa: E402
 FBANK = "data/fbank_whisper80"
 MIX = {"kl_to_base": [f"{FBANK}/real_fr_cuts_train.jsonl.gz"], "kl_to_base_prob": 0.2,
        "replay": [f"{FBANK}/real_it_long_cuts_train.jsonl.gz"], "replay_prob": 0.1,
-       "nospeech_cuts": f"{FBANK}/nonspeech_cuts_train.jsonl.gz", "nospeech_prob": 0.1}  # run.sh's mix_opts
+       "nospeech_cuts": f"{FBANK}/nonspeech_cuts_train.jsonl.gz", "nospeech_prob": 0.25}  # run.sh's mix_opts
 RETENTION_LIMIT = 1.10  # a retention WER at most 10% over the original's
 RETENTION = {"en": "data/kaldi/real_en/val", "ru": "data/kaldi/real_ru/val"}  # made by run.sh
 NONSPEECH = "data/kaldi/nonspeech/val"  # made by run.sh: other clips (seed) than the training's and the test's
