@@ -84,8 +84,8 @@ score pretrained/whisper-base $exp/orig
 mix_opts=(--kl_to_base "[$fbank/real_fr_cuts_train.jsonl.gz]" --kl_to_base_prob 0.2
           --replay "[$fbank/real_it_long_cuts_train.jsonl.gz]" --replay_prob 0.1
           --nospeech_cuts $fbank/nonspeech_cuts_train.jsonl.gz --nospeech_prob 0.25)
-merge_scale=0.5  # half the adapter's update merged (W + 0.5 dW): chosen on validation (results/sweep_real_it.md)
-                         # (local/sweep_settings.py, results/sweep_real_it.md)
+merge_scale=0.5  # half the adapter's update merged (W + 0.5 dW): chosen on validation
+                 # (local/sweep_settings.py, results/sweep_real_it.md)
 finetune() {  # finetune EXP_DIR OPTIONS...: train, merge, score
   local dir=$1
   shift

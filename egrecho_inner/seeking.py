@@ -26,7 +26,6 @@ FRAMES_PER_STEP = round(TIMESTAMP_STEP * SAMPLING_RATE / HOP_LENGTH)  # 2 featur
 MIN_WINDOW_FRAMES = 20  # a tail shorter than 0.2 s is not decoded (Whisper hallucinates on near-empty input)
 
 
-
 class Segment(NamedTuple):
     """A timed piece of transcript: start and end in seconds from the start of the audio, and its text (a
     tuple, so ``start, end, text = segment`` and comparisons with plain tuples work)."""

@@ -45,8 +45,8 @@ MIX = {"kl_to_base": [f"{FBANK}/real_fr_cuts_train.jsonl.gz"], "kl_to_base_prob"
 RETENTION_LIMIT = 1.10  # a retention WER at most 10% over the original's
 RETENTION = {"en": "data/kaldi/real_en/val", "ru": "data/kaldi/real_ru/val"}  # made by run.sh
 NONSPEECH = "data/kaldi/nonspeech/val"  # made by run.sh: other clips (seed) than the training's and the test's
-EGRECHO = [sys.executable, "-m", "egrecho_inner.cli"]  # this interpreter's egrecho, activated or not
 NONSPEECH_LIMIT = 0.10  # at most 10% of the non-speech clips get text (the fine-tune is trained to write none)
+EGRECHO = [sys.executable, "-m", "egrecho_inner.cli"]  # this interpreter's egrecho, activated or not
 
 
 def _run(cmd: list[str]) -> None:
