@@ -45,6 +45,7 @@ def register_commands() -> None:
     """The commands egrecho ships, registered explicitly (no import side effects)."""
     if COMMANDS:
         return
+    from egrecho_inner.alignment_heads import find_alignment_heads
     from egrecho_inner.deploy.ct2_import import import_ct2
     from egrecho_inner.deploy.export_ct2 import export_ct2
     from egrecho_inner.deploy.export_ggml import export_ggml
@@ -67,6 +68,8 @@ def register_commands() -> None:
     register("export-onnx", export_onnx, "Write a Whisper as ONNX encoder + decoder with key/value cache.")
     register("import-ct2", import_ct2, "Convert a CTranslate2 (faster-whisper) Whisper dir to transformers.")
     register("pseudo-label", pseudo_label, "Relabel a cut manifest with a model's transcripts (self-distillation).")
+    register("find-alignment-heads", find_alignment_heads,
+             "Choose the decoder heads that time words best (word timestamps) and write them to the model.")
     register("make-tiny-whisper", save_tiny_whisper, "Save a tiny random Whisper for tests and CPU demos.")
 
 

@@ -29,6 +29,8 @@ from egrecho_inner.model import load_whisper
 from egrecho_inner.quality import segment_start_errors_ms
 from egrecho_inner.seeking import LongFormResult
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
+from egrecho_inner.vad import speech_intervals
+from egrecho_inner.word_timing import Word, align_segments, detect_language
 
 log = logging.getLogger(__name__)
 DTYPES = ("float32", "float16", "bfloat16")
@@ -143,6 +145,15 @@ class WhisperDecoder:
         with self._clock():
             return transcribe_features(self.model, self.processor, feats, language, self.kwargs, self.unpadded,
                                        self.device, self.dtype)
+
+    def word_times(self, feats: torch.Tensor, segments: list, language: Optional[str],
+                   samples=None) -> list[list[Word]]:
+        """Timed words of each of one recording's ``segments`` (:func:`word_timing.align_segments`), moved onto the
+        speech Silero VAD finds in its 16 kHz ``samples`` when given; ``language`` None: detected."""
+        language = language or detect_language(self.model, feats, self.unpadded)
+        speech = speech_intervals(samples) if samples is not None else None
+        return align_segments(self.model, self.processor.tokenizer, feats, segments, language, self.unpadded,
+                              speech=speech)
 
     def segment_start_errors(self, cut) -> list[float]:
         """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded

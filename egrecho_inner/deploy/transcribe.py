@@ -23,6 +23,7 @@ from egrecho_inner.seeking import Segment, joined_text, seek_decode
 from egrecho_inner.text import WHISPER_LANGUAGE_CODES, resolve_language
 from egrecho_inner.unpadded import resolve_unpadded
 from egrecho_inner.utils import atomic_path, writable_dir
+from egrecho_inner.word_timing import Word
 
 log = logging.getLogger(__name__)
 ENGINES = ("hf", "ct2", "onnx", "cpp")
@@ -54,6 +55,7 @@ def transcribe(
     local_files_only: bool = True,
     output_format: str = "txt",
     output_dir: Optional[str] = None,
+    word_timestamps: bool = False,
 ) -> list[tuple[str, str]]:
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
 
@@ -77,13 +79,18 @@ def transcribe(
             id, text and segments with start, end and text), from every engine's timestamps (onnx: Whisper's
             timestamp rules in our loop; ct2: faster-whisper, so not for un-padded or added-language models).
         output_dir: timed formats: one ``<utt-id>.<format>`` file each there; None: printed.
+        word_timestamps: timed formats carry each word's start and end (engine hf: cross-attention of the model's
+            alignment heads aligned by DTW, words moved onto Silero VAD's speech regions; engine ct2:
+            faster-whisper's own word timestamps).
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-    _refuse_ignored_options(engine, device, compute_type)
+    _refuse_ignored_options(engine, device, compute_type, word_timestamps)
     timed = output_format != "txt"
+    if word_timestamps and not timed:
+        raise InputError("--word_timestamps true needs a timed --output_format (srt, vtt or json)")
     if timed and output_dir:
         writable_dir(output_dir)
     model_path = resolve_model(model_path, local_files_only, check=engine == "hf")
@@ -95,22 +102,26 @@ def transcribe(
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder, "cpp": _cpp_decoder}[engine]
     results = []
     recordings = iter_audio(audio)
-    for utt_id, text, segments in decode(model_path, recordings, language, task, num_beams, device, compute_type,
-                                         unpadded, timed):
+    options = {"word_timestamps": word_timestamps} if word_timestamps else {}
+    for utt_id, text, segments, *words in decode(model_path, recordings, language, task, num_beams, device,
+                                                 compute_type, unpadded, timed, **options):
+        words = words[0] if words else None
         results.append((utt_id, text))
         if not timed:
             print(f"{utt_id}\t{text}", flush=True)
         elif output_dir:
             with atomic_path(Path(output_dir) / f"{utt_id}.{output_format}") as tmp:
-                tmp.write_text(render(output_format, utt_id, segments), encoding="utf-8")
+                tmp.write_text(render(output_format, utt_id, segments, words), encoding="utf-8")
             print(f"{utt_id}\t{Path(output_dir) / f'{utt_id}.{output_format}'}", flush=True)
         else:
-            print(render(output_format, utt_id, segments), end="", flush=True)
+            print(render(output_format, utt_id, segments, words), end="", flush=True)
     return results
 
 
-def _refuse_ignored_options(engine: str, device: str, compute_type: str) -> None:
+def _refuse_ignored_options(engine: str, device: str, compute_type: str, word_timestamps: bool = False) -> None:
     """An option the engine would ignore is refused in one line instead."""
+    if word_timestamps and engine not in ("hf", "ct2"):
+        raise InputError(f"--word_timestamps is for engines hf and ct2; engine {engine} gives segment times only")
     if compute_type != "default" and engine != "ct2":
         raise InputError(f"--compute_type {compute_type} is for engine ct2 (CTranslate2's precision); engine {engine} "
                          "decodes in the model's own precision: leave it at default")
@@ -119,7 +130,8 @@ def _refuse_ignored_options(engine: str, device: str, compute_type: str) -> None
                          "use --device cpu or auto, or engine ct2/hf/onnx on a GPU")
 
 
-def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
+def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed,
+                word_timestamps=False):
     decoder = WhisperDecoder.load(DecodeArgs(model_path, device, unpadded=unpadded,
                                              gen_args=GenArgs(task=task, num_beams=num_beams)))
     extractor = make_fbank_extractor(decoder.num_mel_bins)
@@ -127,19 +139,24 @@ def _hf_decoder(model_path, recordings, language, task, num_beams, device, _comp
         feats = load_cut_features(recording.to_cut(), extractor)
         if timed:
             segments = decoder.transcribe_long([feats], [language])[0].segments
-            yield utt_id, joined_text(segments), segments
+            if not word_timestamps:
+                yield utt_id, joined_text(segments), segments
+                continue
+            yield utt_id, joined_text(segments), segments, decoder.word_times(feats, segments, language,
+                                                                               recording.load_audio()[0])
         else:
             yield utt_id, decoder.transcribe_features(feats, language), []
 
 
-def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed):
+def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed,
+                 word_timestamps=False):
     from faster_whisper import WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
         raise MissingInputError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
     # faster-whisper pads every window to 30 s and knows Whisper's languages only: CTranslate2 directly otherwise
     if unpadded or (language is not None and language not in WHISPER_LANGUAGE_CODES):
-        if timed:
+        if timed or word_timestamps:
             raise InputError("timestamps with engine ct2 come from faster-whisper, which pads to 30 s and knows "
                              "Whisper's languages only: use engine hf for this model")
         yield from _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded)
@@ -148,9 +165,15 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
     for utt_id, recording in recordings:
         found, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
                                     without_timestamps=not timed, vad_filter=False, condition_on_previous_text=False,
-                                    temperature=0.0)  # no sampling fallback: as deterministic as the hf engine
+                                    temperature=0.0,  # no sampling fallback: as deterministic as the hf engine
+                                    word_timestamps=word_timestamps)
+        found = list(found)
         segments = [Segment(s.start, s.end, s.text.strip()) for s in found]
-        yield utt_id, joined_text(segments), segments if timed else []
+        if not word_timestamps:
+            yield utt_id, joined_text(segments), segments if timed else []
+            continue
+        words = [[Word(w.start, w.end, w.word.strip(), w.probability) for w in s.words or []] for s in found]
+        yield utt_id, joined_text(segments), segments, words
 
 
 def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
