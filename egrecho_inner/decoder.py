@@ -27,7 +27,9 @@ from egrecho_inner.errors import InputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.model import load_whisper
 from egrecho_inner.quality import segment_start_errors_ms
-from egrecho_inner.seeking import LongFormResult
+from egrecho_inner.scoring import normalize_text
+from egrecho_inner.seeking import LongFormResult, Segment
+from egrecho_inner.timed_words import word_start_errors_ms
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.vad import speech_intervals
 from egrecho_inner.word_timing import Word, align_segments, detect_language
@@ -154,6 +156,17 @@ class WhisperDecoder:
         speech = speech_intervals(samples) if samples is not None else None
         return align_segments(self.model, self.processor.tokenizer, feats, segments, language, self.unpadded,
                               speech=speech)
+
+    def word_start_errors(self, cut, text: str, from_audio: bool) -> list[float]:
+        """ms from each word of ``cut``'s word alignment to the start of the matching word of ``text`` (its
+        transcript) as :meth:`word_times` finds it; words the transcript got wrong are not timed."""
+        extractor = make_fbank_extractor(self.num_mel_bins) if from_audio else None
+        feats, language = load_cut_features(cut, extractor), self.language_of(cut)
+        segments = self.segments.get(cut.id) or [Segment(0.0, cut.duration, text)]
+        words = [w for found in self.word_times(feats, segments, language, cut.load_audio()[0]) for w in found]
+        offset = cut.start  # alignment items are on the recording's time line
+        reference = [item._replace(start=item.start - offset) for item in cut.supervisions[0].alignment["word"]]
+        return word_start_errors_ms(reference, words, lambda w: normalize_text(w, language))
 
     def segment_start_errors(self, cut) -> list[float]:
         """ms from each reference segment's start in ``cut`` to the nearest decoded segment's (cuts decoded

@@ -1,7 +1,8 @@
 """``egrecho eval``: batched Whisper transcription of a cut set, scored with jiwer.
 
 Writes ``<outdir>/errs-<part>.json`` (error/ins/del/sub rates, reference length, RTF, and the fields of
-``egrecho_inner.quality``: language identification, repetition, text on non-speech) and
+``egrecho_inner.quality``: language identification, repetition, text on non-speech; word-start error when the
+references carry word times) and
 ``<outdir>/recogs-<part>.txt`` (REF, HYP and alignment of every utterance).
 """
 
@@ -133,6 +134,11 @@ def evaluate(
     if gen_args.return_timestamps:  # references with times: several supervisions in a cut
         errors = [e for c in with_times for e in decoder.segment_start_errors(c)]
         result.update(timing_fields(errors, len(with_times)))
+    word_timed = [c for c in cutset if c.id not in no_text | nonspeech and c.supervisions
+                  and (c.supervisions[0].alignment or {}).get("word")]
+    if word_timed:  # references with word times (local/make_word_timed.py): time the transcript's words
+        errors = [e for c in word_timed for e in decoder.word_start_errors(c, hyps[c.id], from_audio or on_the_fly_feats)]
+        result.update(timing_fields(errors, len(word_timed), "word_start_error_ms", "words"))
     result.update(window_fields(decoder.windows_well_formed))
     out = Path(outdir)
     with atomic_path(out / f"recogs-{part}.txt") as tmp:

@@ -63,15 +63,16 @@ def segment_start_errors_ms(reference_starts: list[float], hypothesis_starts: li
     return [1000.0 * min(abs(start - hyp) for hyp in hypothesis_starts) for start in reference_starts]
 
 
-def timing_fields(errors_ms: list[float], cuts: int) -> dict:
-    """``segment_start_error_ms``: median and 90th percentile over the reference segments of ``cuts`` cuts."""
+def timing_fields(errors_ms: list[float], cuts: int, key: str = "segment_start_error_ms",
+                  unit: str = "segments") -> dict:
+    """``key`` (``segment_start_error_ms``, or ``word_start_error_ms`` with unit words): median and 90th
+    percentile over the reference ``unit`` of ``cuts`` cuts."""
     if not errors_ms:
         return {}
     ordered = sorted(errors_ms)
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
     median = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
-    return {"segment_start_error_ms": {"median": round(median, 1), "p90": round(p90, 1),
-                                       "segments": len(ordered), "cuts": cuts}}
+    return {key: {"median": round(median, 1), "p90": round(p90, 1), unit: len(ordered), "cuts": cuts}}
 
 
 def window_fields(well_formed: list[bool]) -> dict:

@@ -173,3 +173,17 @@ def test_find_alignment_heads_writes_heads_that_beat_the_default(whisper_base, e
     (line,) = (tmp_path / "out").glob("*.json")
     words = [w for segment in json.loads(line.read_text())["segments"] for w in segment["words"]]
     assert len(words) >= 6 and all(w["start"] <= w["end"] for w in words)
+
+
+@pytest.mark.slow
+def test_eval_reports_word_start_error(whisper_base, espeak_timed, tmp_path):
+    """egrecho eval on cuts with word alignments reports word_start_error_ms next to the WER."""
+    from egrecho_inner.decode import GenArgs
+    from egrecho_inner.evaluate import evaluate
+
+    cuts = tmp_path / "timed.jsonl.gz"
+    espeak_timed.subset(first=3).to_file(cuts)
+    result = evaluate(str(whisper_base), str(tmp_path / "out"), cuts=str(cuts), on_the_fly_feats=True,
+                      num_workers=0, gen_args=GenArgs(language="en"))
+    timing = result["word_start_error_ms"]
+    assert timing["cuts"] == 3 and timing["words"] >= 18 and timing["median"] < 100

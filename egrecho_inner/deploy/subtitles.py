@@ -22,8 +22,8 @@ def _clock(seconds: float, decimal: str) -> str:
 
 
 def _span(segment: Segment, words: list[Word]) -> tuple[float, float]:
-    """A cue's start and end: its words' first start and last end, else the segment's."""
-    return (words[0].start, words[-1].end) if words else (segment.start, segment.end)
+    """A cue's start and end: its words' first start and last end, else the segment's (``(start, end, text)``)."""
+    return (words[0].start, words[-1].end) if words else (segment[0], segment[1])
 
 
 def to_srt(segments: list[Segment], words: Words = None) -> str:
@@ -31,7 +31,7 @@ def to_srt(segments: list[Segment], words: Words = None) -> str:
     cues = []
     for i, (segment, found) in enumerate(zip(segments, words or [[]] * len(segments)), 1):
         start, end = _span(segment, found)
-        cues.append(f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{segment.text.strip()}\n")
+        cues.append(f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{segment[2].strip()}\n")
     return "\n".join(cues)
 
 
@@ -41,7 +41,7 @@ def to_vtt(segments: list[Segment], words: Words = None) -> str:
     cues = []
     for segment, found in zip(segments, words or [[]] * len(segments)):
         start, end = _span(segment, found)
-        text = segment.text.strip()
+        text = segment[2].strip()
         if found:
             text = " ".join([found[0].word] + [f"<{_clock(w.start, '.')}>{w.word}" for w in found[1:]])
         cues.append(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n")
