@@ -187,3 +187,14 @@ def test_eval_reports_word_start_error(whisper_base, espeak_timed, tmp_path):
                       num_workers=0, gen_args=GenArgs(language="en"))
     timing = result["word_start_error_ms"]
     assert timing["cuts"] == 3 and timing["words"] >= 18 and timing["median"] < 100
+
+
+@pytest.mark.slow
+def test_ct2_engine_gives_faster_whispers_words(whisper_base_exports, espeak_timed, tmp_path):
+    """Engine ct2 passes --word_timestamps to faster-whisper and writes its words."""
+    wav = next(iter(espeak_timed)).recording.sources[0].source
+    transcribe(str(whisper_base_exports["ct2"]), [wav], engine="ct2", language="en", output_format="json",
+               output_dir=str(tmp_path), word_timestamps=True)
+    (line,) = tmp_path.glob("*.json")
+    words = [w for segment in json.loads(line.read_text())["segments"] for w in segment["words"]]
+    assert len(words) >= 6 and [w["start"] for w in words] == sorted(w["start"] for w in words)
