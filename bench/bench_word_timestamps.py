@@ -2,7 +2,7 @@
 """Word-start error of word timestamps on real voices, for whisper-base and a fine-tune, against faster-whisper.
 
 Usage:
-    python bench/bench_word_timestamps.py [--models pretrained/whisper-base exp/whisper-base-it/lora/checkpoint-final-lora-merge]
+    python bench/bench_word_timestamps.py [--models pretrained/whisper-base exp/.../checkpoint-final-lora-merge]
 
 Recordings with known word times (``local/make_word_timed.py``): single words joined with pauses. Alignment
 heads are chosen (``egrecho find-alignment-heads``' rule) on espeak-ng words (English words of Debian's GPL-3
@@ -98,8 +98,8 @@ def score_model(model_path: str, sets: dict[str, Path], max_heads: int) -> list[
                     errors[f"{label} {kind}"] += word_start_errors_ms(reference, timed,
                                                                        lambda w: normalize_text(w, language))
         for label, heads in (("own", own), ("found", found)):
-            rows.append([model_path, f"{label} ({len(heads)})", name, *summary(errors[f"{label} raw"], total)[:1],
-                         *summary(errors[f"{label} raw"], total)[1:], *summary(errors[f"{label} vad"], total)[1:]])
+            rows.append([model_path, f"{label} ({len(heads)})", name, *summary(errors[f"{label} raw"], total),
+                         *summary(errors[f"{label} vad"], total)[1:]])
         print(f"{model_path} found heads {[list(h) for h in found]}", flush=True)
     return rows
 

@@ -27,8 +27,8 @@ from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.model import load_whisper
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path
-from egrecho_inner.word_timing import Head, alignment_heads, cross_attention, sot_sequence, text_tokens, token_times
-from egrecho_inner.word_timing import window_input
+from egrecho_inner.word_timing import (Head, alignment_heads, cross_attention, sot_sequence, text_tokens, token_times,
+                                       window_input)
 
 log = logging.getLogger(__name__)
 
