@@ -22,13 +22,14 @@ import torch
 from lhotse import CutSet
 from tabulate import tabulate
 
+from egrecho_inner.constants import MAX_INPUT_SECONDS
 from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.features import load_cut_features, make_fbank_extractor
 from egrecho_inner.model import load_whisper
 from egrecho_inner.unpadded import enable_unpadded_inputs, resolve_unpadded
 from egrecho_inner.utils import atomic_path
-from egrecho_inner.word_timing import (Head, alignment_heads, cross_attention, sot_sequence, text_tokens, token_times,
-                                       window_input)
+from egrecho_inner.word_timing import (Head, alignment_heads, cross_attention, first_window, sot_sequence, text_tokens,
+                                       token_times)
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ def timed_cuts(model, tokenizer, cuts: CutSet, unpadded: bool) -> list[TimedCut]
     for cut in cuts:
         supervision = cut.supervisions[0] if cut.supervisions else None
         items = (supervision.alignment or {}).get("word") if supervision else None
-        if not items or cut.duration > 30:
+        if not items or cut.duration > MAX_INPUT_SECONDS:
             skipped += 1
             continue
         pieces = [text_tokens(tokenizer, item.symbol) for item in items]
         word_rows = list(np.cumsum([0] + [len(p) for p in pieces[:-1]]))
-        features, positions = window_input(load_cut_features(cut, extractor), unpadded)
+        features, positions = first_window(load_cut_features(cut, extractor), unpadded)
         prefix = sot_sequence(model, supervision.language)
         weights, _ = cross_attention(model, features, positions, prefix + [t for p in pieces for t in p] + [eot])
         found.append(TimedCut(weights[:, :, len(prefix) - 1: -1], word_rows, [i.start - cut.start for i in items]))
@@ -118,12 +119,13 @@ def find_alignment_heads(model_path: str, cuts: str, eval_cuts: Optional[str] = 
           "no VAD)")
     print(tabulate([_row("model's heads before", before, scored_on), _row("found heads", heads, scored_on)],
                    headers=["heads", "count", "median", "p90"], tablefmt="github"))
-    print(f"found: {[list(h) for h in heads]}")
+    found = [list(h) for h in heads]
+    print(f"found: {found}")
     if write:
         config_file = Path(model_path) / "generation_config.json"
         config = json.loads(config_file.read_text())
-        config["alignment_heads"] = [list(h) for h in heads]
+        config["alignment_heads"] = found
         with atomic_path(config_file) as tmp:
             tmp.write_text(json.dumps(config, indent=2) + "\n")
         print(f"wrote alignment_heads to {config_file}")
-    return [list(h) for h in heads]
+    return found

@@ -96,8 +96,7 @@ def generate_batch(model, features: torch.Tensor, attention_mask: Optional[torch
                                                    kwargs.get("cache_implementation") == "static")
     with frame_mask(model, attention_mask, model.dtype) if unpadded else contextlib.nullcontext():
         encoder_outputs = model.get_encoder()(features)
-        id_to_token = {i: token for token, i in model.generation_config.lang_to_id.items()}
-        detected = [id_to_token[int(i)] for i in model.detect_language(encoder_outputs=encoder_outputs)]
+        detected = detected_language_tokens(model, encoder_outputs)
         # one window, one decoding: with timestamps generate would otherwise seek inside the window itself,
         # decoding the encoder output it was handed once more after the window's last complete segment
         # (its output then starts with the prompt)
@@ -109,6 +108,12 @@ def generate_batch(model, features: torch.Tensor, attention_mask: Optional[torch
         out = model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask, language=language,
                              **once, **kwargs)
     return out, [token[2:-2] for token in detected]
+
+
+def detected_language_tokens(model, encoder_outputs) -> list[str]:
+    """The language token (``<|en|>``) each row of an encoder output sounds like (one decoder step)."""
+    id_to_token = {i: token for token, i in model.generation_config.lang_to_id.items()}
+    return [id_to_token[int(i)] for i in model.detect_language(encoder_outputs=encoder_outputs)]
 
 
 def _unpadded_input(features: torch.Tensor, attention_mask: torch.Tensor,
@@ -143,15 +148,17 @@ def transcribe_batch(model, processor, features, languages: list, kwargs: dict, 
     return texts, detected
 
 
+def window_input(window: torch.Tensor, unpadded: bool = False) -> torch.Tensor:
+    """``(T, n_mels)`` features up to 30 s as one encoder input ``(1, n_mels, T')`` decoded on its own: padded to
+    3000 frames as if it were a file of its own, or, for an un-padded model, kept at its own (even) length."""
+    length = window.shape[0] + window.shape[0] % 2 if unpadded else N_FRAMES
+    return pad_to_whisper_input(window, length)[None]
+
+
 def whisper_windows(feats: torch.Tensor, unpadded: bool = False) -> list[np.ndarray]:
-    """``(T, n_mels)`` features cut into consecutive 30 s windows, each ``(1, n_mels, T_w)`` and decoded on
-    its own (engines without a frame mask): padded to 3000 frames as if it were a file of its own, or, for
-    an un-padded model, kept at its own (even) length."""
-    windows = []
-    for window in feats.split(N_FRAMES):
-        length = window.shape[0] + window.shape[0] % 2 if unpadded else N_FRAMES
-        windows.append(np.ascontiguousarray(pad_to_whisper_input(window, length)[None].numpy()))
-    return windows
+    """``(T, n_mels)`` features cut into consecutive 30 s windows, each a :func:`window_input` as a numpy array
+    (engines without a frame mask)."""
+    return [np.ascontiguousarray(window_input(window, unpadded).numpy()) for window in feats.split(N_FRAMES)]
 
 
 def batch_input(feats: list[torch.Tensor], unpadded: bool, device,

@@ -137,7 +137,8 @@ def evaluate(
     word_timed = [c for c in cutset if c.id not in no_text | nonspeech and c.supervisions
                   and (c.supervisions[0].alignment or {}).get("word")]
     if word_timed:  # references with word times (local/make_word_timed.py): time the transcript's words
-        errors = [e for c in word_timed for e in decoder.word_start_errors(c, hyps[c.id], from_audio or on_the_fly_feats)]
+        with_audio = from_audio or on_the_fly_feats
+        errors = [e for c in word_timed for e in decoder.word_start_errors(c, hyps[c.id], with_audio)]
         result.update(timing_fields(errors, len(word_timed), "word_start_error_ms", "words"))
     result.update(window_fields(decoder.windows_well_formed))
     out = Path(outdir)

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from transformers.models.whisper.generation_whisper import _median_filter
 
-from egrecho_inner.constants import N_FRAMES, NO_SPACE_LANGUAGES, TIMESTAMP_STEP
-from egrecho_inner.errors import InputError
-from egrecho_inner.features import pad_to_whisper_input
-from egrecho_inner.new_language import language_token
+from egrecho_inner.constants import (HOP_LENGTH, MAX_INPUT_SECONDS, N_FRAMES, NO_SPACE_LANGUAGES, SAMPLING_RATE,
+                                     TIMESTAMP_STEP)
+from egrecho_inner.decode import detected_language_tokens, window_input
+from egrecho_inner.new_language import prompt_ids
 from egrecho_inner.seeking import FRAMES_PER_STEP, Segment
 
 MEDIAN_FILTER_WIDTH = 7  # positions (140 ms), Whisper's default
+FRAMES_PER_SECOND = SAMPLING_RATE // HOP_LENGTH
 Head = tuple[int, int]  # (decoder layer, head)
 
 
@@ -69,30 +70,22 @@ def eager_attention(model):
 
 def sot_sequence(model, language: Optional[str], task: str = "transcribe") -> list[int]:
     """``<|startoftranscript|> <|lang|> <|task|> <|notimestamps|>`` for ``language`` (a model's own or added)."""
-    config = model.generation_config
-    lang_id = config.lang_to_id.get(language_token(language)) if language else None
-    if language and lang_id is None:
-        raise InputError(f"language {language!r} is not one of the model's languages")
-    prefix = [config.decoder_start_token_id] + ([lang_id] if lang_id is not None else [])
-    return prefix + [config.task_to_id[task], config.no_timestamps_token_id]
+    return prompt_ids(model.generation_config.to_dict(), language, task)
 
 
-def window_input(feats: torch.Tensor, unpadded: bool) -> tuple[torch.Tensor, int]:
-    """``(T, n_mels)`` features up to 30 s as the encoder's ``(1, n_mels, T')`` input (padded to 30 s, or for an
-    un-padded model to an even length) and the number of encoder positions that hold audio."""
+def first_window(feats: torch.Tensor, unpadded: bool) -> tuple[torch.Tensor, int]:
+    """The first 30 s of ``(T, n_mels)`` features as the encoder's input (``decode.window_input``) and the number
+    of encoder positions that hold audio."""
     frames = min(feats.shape[0], N_FRAMES)
-    length = frames + frames % 2 if unpadded else N_FRAMES
-    return pad_to_whisper_input(feats[:frames], length)[None], max(frames // FRAMES_PER_STEP, 1)
+    return window_input(feats[:frames], unpadded), max(frames // FRAMES_PER_STEP, 1)
 
 
 @torch.inference_mode()
 def detect_language(model, feats: torch.Tensor, unpadded: bool) -> str:
     """The language code the first 30 s of ``(T, n_mels)`` features sound like."""
-    features, _ = window_input(feats, unpadded)
+    features, _ = first_window(feats, unpadded)
     encoded = model.get_encoder()(features.to(model.device, model.dtype))
-    token_id = int(model.detect_language(encoder_outputs=encoded)[0])
-    token = next(t for t, i in model.generation_config.lang_to_id.items() if i == token_id)
-    return token[2:-2]
+    return detected_language_tokens(model, encoded)[0][2:-2]
 
 
 @torch.inference_mode()
@@ -157,7 +150,7 @@ def align_words(model, tokenizer, feats: torch.Tensor, texts: list[str], languag
     flat = [t for piece in pieces for t in piece]
     if not flat:
         return [[] for _ in texts]
-    features, positions = window_input(feats, unpadded)
+    features, positions = first_window(feats, unpadded)
     prefix = sot_sequence(model, language)
     eot = model.generation_config.eos_token_id
     weights, probs = cross_attention(model, features, positions, prefix + flat + [eot])
@@ -204,11 +197,11 @@ def align_segments(model, tokenizer, feats: torch.Tensor, segments: list[Segment
     while i < len(segments):
         start = segments[i].start
         j = i + 1
-        while j < len(segments) and segments[j].end - start <= N_FRAMES * 0.01:
+        while j < len(segments) and segments[j].end - start <= MAX_INPUT_SECONDS:
             j += 1
-        first = round(start * 100)
+        first = round(start * FRAMES_PER_SECOND)
         span = align_words(model, tokenizer, feats[first:], [s.text for s in segments[i:j]], language, unpadded,
-                           heads, offset=first / 100)
+                           heads, offset=first / FRAMES_PER_SECOND)
         for segment, found in zip(segments[i:j], span):
             found = snap_to_speech(found, speech) if speech else found
             words.append([w._replace(start=min(max(w.start, segment.start), segment.end),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from lhotse import CutSet
-from transformers.models.whisper.generation_whisper import _dynamic_time_warping
+from transformers.models.whisper.generation_whisper import _dynamic_time_warping, _median_filter
 
 from egrecho_inner.alignment_heads import find_alignment_heads, timed_cuts
 from egrecho_inner.deploy.subtitles import render
@@ -32,8 +32,6 @@ def test_token_times_follow_transformers_dtw():
     for _ in range(5):
         weights = torch.tensor(rng.random((2, 9, 60)), dtype=torch.float32)
         std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-        from transformers.models.whisper.generation_whisper import _median_filter
-
         matrix = _median_filter((weights - mean) / std, 7).mean(0).double().numpy()
         rows, positions = _dynamic_time_warping(-matrix)
         first = np.concatenate([[True], np.diff(rows) > 0])

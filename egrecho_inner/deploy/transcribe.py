@@ -102,10 +102,8 @@ def transcribe(
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder, "cpp": _cpp_decoder}[engine]
     results = []
     recordings = iter_audio(audio)
-    options = {"word_timestamps": word_timestamps} if word_timestamps else {}
-    for utt_id, text, segments, *words in decode(model_path, recordings, language, task, num_beams, device,
-                                                 compute_type, unpadded, timed, **options):
-        words = words[0] if words else None
+    for utt_id, text, segments, words in decode(model_path, recordings, language, task, num_beams, device,
+                                                compute_type, unpadded, timed, word_timestamps):
         results.append((utt_id, text))
         if not timed:
             print(f"{utt_id}\t{text}", flush=True)
@@ -131,7 +129,8 @@ def _refuse_ignored_options(engine: str, device: str, compute_type: str, word_ti
 
 
 def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed,
-                word_timestamps=False):
+                word_timestamps):
+    """Engine hf; like every engine, yields ``(utt_id, text, segments, words)`` (words: None unless asked for)."""
     decoder = WhisperDecoder.load(DecodeArgs(model_path, device, unpadded=unpadded,
                                              gen_args=GenArgs(task=task, num_beams=num_beams)))
     extractor = make_fbank_extractor(decoder.num_mel_bins)
@@ -139,17 +138,15 @@ def _hf_decoder(model_path, recordings, language, task, num_beams, device, _comp
         feats = load_cut_features(recording.to_cut(), extractor)
         if timed:
             segments = decoder.transcribe_long([feats], [language])[0].segments
-            if not word_timestamps:
-                yield utt_id, joined_text(segments), segments
-                continue
-            yield utt_id, joined_text(segments), segments, decoder.word_times(feats, segments, language,
-                                                                               recording.load_audio()[0])
+            words = (decoder.word_times(feats, segments, language, recording.load_audio()[0])
+                     if word_timestamps else None)
+            yield utt_id, joined_text(segments), segments, words
         else:
-            yield utt_id, decoder.transcribe_features(feats, language), []
+            yield utt_id, decoder.transcribe_features(feats, language), [], None
 
 
 def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed,
-                 word_timestamps=False):
+                 word_timestamps):
     from faster_whisper import WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
@@ -169,14 +166,13 @@ def _ct2_decoder(model_path, recordings, language, task, num_beams, device, comp
                                     word_timestamps=word_timestamps)
         found = list(found)
         segments = [Segment(s.start, s.end, s.text.strip()) for s in found]
-        if not word_timestamps:
-            yield utt_id, joined_text(segments), segments if timed else []
-            continue
-        words = [[Word(w.start, w.end, w.word.strip(), w.probability) for w in s.words or []] for s in found]
-        yield utt_id, joined_text(segments), segments, words
+        words = ([[Word(w.start, w.end, w.word.strip(), w.probability) for w in s.words or []] for s in found]
+                 if word_timestamps else None)
+        yield utt_id, joined_text(segments), segments if timed else [], words
 
 
-def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed):
+def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed,
+                  _word_timestamps):
     from transformers import AutoTokenizer
 
     from egrecho_inner.deploy.onnx_decode import OnnxWhisper
@@ -193,12 +189,12 @@ def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _co
         if timed or recording.duration > MAX_INPUT_SECONDS:  # sequential, window by window (seeking.py)
             found = seek_decode(feats, _onnx_window_decoder(model, language, task, unpadded),
                                 lambda ids: tokenizer.decode(ids, skip_special_tokens=True), timestamp_begin)
-            yield utt_id, found.text, found.segments if timed else []
+            yield utt_id, found.text, found.segments if timed else [], None
             continue
         (window,) = whisper_windows(feats, unpadded)
         hidden = model.encode(window)
         tokens = model.greedy(hidden, model.prompt(language or model.detect_language(hidden)[0], task))[0]
-        yield utt_id, tokenizer.decode(tokens, skip_special_tokens=True).strip(), []
+        yield utt_id, tokenizer.decode(tokens, skip_special_tokens=True).strip(), [], None
 
 
 def _onnx_window_decoder(model, language, task, unpadded):
@@ -232,10 +228,11 @@ def _ct2_windows(model_path, recordings, language, task, num_beams, device, comp
             lang = language or model.detect_language(features)[0][0][0][2:-2]
             result = model.generate(features, [prompt_ids(generation, lang, task)], beam_size=num_beams)[0]
             texts.append(tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True).strip())
-        yield utt_id, " ".join(t for t in texts if t), []
+        yield utt_id, " ".join(t for t in texts if t), [], None
 
 
-def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded, timed):
+def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded, timed,
+                 _word_timestamps):
     """whisper.cpp (pywhispercpp, CPU) on an export-ggml dir. Like the other engines: no timestamps (unless
     asked for) and no temperature fallback up to 30 s; longer audio goes through whisper.cpp's own seeking."""
     from pywhispercpp.model import Model
@@ -265,4 +262,4 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
             found = model.transcribe(audio, language=language or "",
                                      no_timestamps=not timed and recording.duration <= MAX_INPUT_SECONDS)
         segments = [Segment(s.t0 / 100, s.t1 / 100, s.text.strip()) for s in found]  # whisper.cpp counts 10 ms steps
-        yield utt_id, joined_text(segments), segments if timed else []
+        yield utt_id, joined_text(segments), segments if timed else [], None
