@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
 from lhotse import Recording
 
+from egrecho_inner.batched_long_form import transcribe_batched
 from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
 from egrecho_inner.decode import GenArgs, whisper_windows
 from egrecho_inner.decoder import DecodeArgs, WhisperDecoder
@@ -27,6 +29,21 @@ from egrecho_inner.word_timing import Word
 
 log = logging.getLogger(__name__)
 ENGINES = ("hf", "ct2", "onnx", "cpp")
+
+
+@dataclass
+class EngineOptions:
+    """What every engine decodes with (see :func:`transcribe` for each)."""
+
+    language: Optional[str]
+    task: str
+    num_beams: int
+    device: str
+    compute_type: str
+    unpadded: bool
+    timed: bool
+    word_timestamps: bool
+    batch_size: int  # 0: sequential long form; else VAD spans decoded this many at a time
 
 
 def iter_audio(inputs: list[str]) -> Iterator[tuple[str, Recording]]:
@@ -56,6 +73,8 @@ def transcribe(
     output_format: str = "txt",
     output_dir: Optional[str] = None,
     word_timestamps: bool = False,
+    batched: bool = False,
+    batch_size: int = 8,
 ) -> list[tuple[str, str]]:
     """Transcribe audio; audio over 30 s is decoded window by window, not cut off.
 
@@ -82,12 +101,19 @@ def transcribe(
         word_timestamps: timed formats carry each word's start and end (engine hf: cross-attention of the model's
             alignment heads aligned by DTW, words moved onto Silero VAD's speech regions; engine ct2:
             faster-whisper's own word timestamps).
+        batched: cut the audio at speech pauses (Silero VAD) into spans of up to 30 s and decode ``batch_size``
+            spans at once (engine hf: ours, egrecho_inner/batched_long_form.py; engine ct2: faster-whisper's
+            BatchedInferencePipeline); faster on long audio, but speech the VAD misses is not decoded. Timed formats
+            get segments inside each span, txt one text per span. false: sequential 30 s windows, Whisper's own way.
+        batch_size: spans per batch with ``batched``.
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-    _refuse_ignored_options(engine, device, compute_type, word_timestamps)
+    _refuse_ignored_options(engine, device, compute_type, word_timestamps, batched)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     timed = output_format != "txt"
     if word_timestamps and not timed:
         raise InputError("--word_timestamps true needs a timed --output_format (srt, vtt or json)")
@@ -100,10 +126,10 @@ def transcribe(
     generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
     unpadded = resolve_unpadded(generation, remove_whisper_encoder_input_length_restriction, model_path)
     decode = {"hf": _hf_decoder, "ct2": _ct2_decoder, "onnx": _onnx_decoder, "cpp": _cpp_decoder}[engine]
+    options = EngineOptions(language, task, num_beams, device, compute_type, unpadded, timed, word_timestamps,
+                            batch_size if batched else 0)
     results = []
-    recordings = iter_audio(audio)
-    for utt_id, text, segments, words in decode(model_path, recordings, language, task, num_beams, device,
-                                                compute_type, unpadded, timed, word_timestamps):
+    for utt_id, text, segments, words in decode(model_path, iter_audio(audio), options):
         results.append((utt_id, text))
         if not timed:
             print(f"{utt_id}\t{text}", flush=True)
@@ -116,8 +142,11 @@ def transcribe(
     return results
 
 
-def _refuse_ignored_options(engine: str, device: str, compute_type: str, word_timestamps: bool = False) -> None:
+def _refuse_ignored_options(engine: str, device: str, compute_type: str, word_timestamps: bool = False,
+                            batched: bool = False) -> None:
     """An option the engine would ignore is refused in one line instead."""
+    if batched and engine not in ("hf", "ct2"):
+        raise InputError(f"--batched is for engines hf and ct2; engine {engine} decodes long audio sequentially")
     if word_timestamps and engine not in ("hf", "ct2"):
         raise InputError(f"--word_timestamps is for engines hf and ct2; engine {engine} gives segment times only")
     if compute_type != "default" and engine != "ct2":
@@ -128,58 +157,65 @@ def _refuse_ignored_options(engine: str, device: str, compute_type: str, word_ti
                          "use --device cpu or auto, or engine ct2/hf/onnx on a GPU")
 
 
-def _hf_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed,
-                word_timestamps):
+def _hf_decoder(model_path: str, recordings, opts: EngineOptions):
     """Engine hf; like every engine, yields ``(utt_id, text, segments, words)`` (words: None unless asked for)."""
-    decoder = WhisperDecoder.load(DecodeArgs(model_path, device, unpadded=unpadded,
-                                             gen_args=GenArgs(task=task, num_beams=num_beams)))
+    decoder = WhisperDecoder.load(DecodeArgs(model_path, opts.device, unpadded=opts.unpadded,
+                                             gen_args=GenArgs(task=opts.task, num_beams=opts.num_beams)))
     extractor = make_fbank_extractor(decoder.num_mel_bins)
+    language = opts.language
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
-        if timed:
+        if opts.batch_size:
+            samples = recording.load_audio()[0]
+            segments = transcribe_batched(decoder, [feats], [samples], [language], opts.batch_size,
+                                          timestamps=opts.timed)[0].segments
+        elif opts.timed:
             segments = decoder.transcribe_long([feats], [language])[0].segments
-            words = (decoder.word_times(feats, segments, language, recording.load_audio()[0])
-                     if word_timestamps else None)
-            yield utt_id, joined_text(segments), segments, words
         else:
             yield utt_id, decoder.transcribe_features(feats, language), [], None
+            continue
+        words = (decoder.word_times(feats, segments, language, recording.load_audio()[0])
+                 if opts.word_timestamps else None)
+        yield utt_id, joined_text(segments), segments if opts.timed else [], words
 
 
-def _ct2_decoder(model_path, recordings, language, task, num_beams, device, compute_type, unpadded, timed,
-                 word_timestamps):
-    from faster_whisper import WhisperModel
+def _ct2_decoder(model_path: str, recordings, opts: EngineOptions):
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     if not (Path(model_path) / "model.bin").is_file():
         raise MissingInputError(f"{model_path} is not a CTranslate2 model dir (no model.bin); see egrecho export-ct2")
     # faster-whisper pads every window to 30 s and knows Whisper's languages only: CTranslate2 directly otherwise
-    if unpadded or (language is not None and language not in WHISPER_LANGUAGE_CODES):
-        if timed or word_timestamps:
-            raise InputError("timestamps with engine ct2 come from faster-whisper, which pads to 30 s and knows "
-                             "Whisper's languages only: use engine hf for this model")
-        yield from _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded)
+    if opts.unpadded or (opts.language is not None and opts.language not in WHISPER_LANGUAGE_CODES):
+        if opts.timed or opts.word_timestamps or opts.batch_size:
+            raise InputError("timestamps and --batched with engine ct2 come from faster-whisper, which pads to 30 s "
+                             "and knows Whisper's languages only: use engine hf for this model")
+        yield from _ct2_windows(model_path, recordings, opts)
         return
-    model = WhisperModel(model_path, device=device, compute_type=compute_type)
+    model = WhisperModel(model_path, device=opts.device, compute_type=opts.compute_type)
+    batched = {"batch_size": opts.batch_size} if opts.batch_size else {"vad_filter": False}
+    pipeline = BatchedInferencePipeline(model) if opts.batch_size else model
     for utt_id, recording in recordings:
-        found, _ = model.transcribe(recording.load_audio()[0], language=language, task=task, beam_size=num_beams,
-                                    without_timestamps=not timed, vad_filter=False, condition_on_previous_text=False,
-                                    temperature=0.0,  # no sampling fallback: as deterministic as the hf engine
-                                    word_timestamps=word_timestamps)
+        found, _ = pipeline.transcribe(recording.load_audio()[0], language=opts.language, task=opts.task,
+                                       beam_size=opts.num_beams, without_timestamps=not opts.timed,
+                                       condition_on_previous_text=False, word_timestamps=opts.word_timestamps,
+                                       temperature=0.0,  # no sampling fallback: as deterministic as the hf engine
+                                       **batched)
         found = list(found)
         segments = [Segment(s.start, s.end, s.text.strip()) for s in found]
         words = ([[Word(w.start, w.end, w.word.strip(), w.probability) for w in s.words or []] for s in found]
-                 if word_timestamps else None)
-        yield utt_id, joined_text(segments), segments if timed else [], words
+                 if opts.word_timestamps else None)
+        yield utt_id, joined_text(segments), segments if opts.timed else [], words
 
 
-def _onnx_decoder(model_path, recordings, language, task, num_beams, device, _compute_type, unpadded, timed,
-                  _word_timestamps):
+def _onnx_decoder(model_path: str, recordings, opts: EngineOptions):
     from transformers import AutoTokenizer
 
     from egrecho_inner.deploy.onnx_decode import OnnxWhisper
 
-    if num_beams != 1:
+    language, task, unpadded, timed = opts.language, opts.task, opts.unpadded, opts.timed
+    if opts.num_beams != 1:
         raise InputError("the onnx engine decodes greedily: use --num_beams 1 (or engine hf/ct2 for beam search)")
-    model = OnnxWhisper(model_path, device=device)
+    model = OnnxWhisper(model_path, device=opts.device)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     num_mel_bins = json.loads((Path(model_path) / "preprocessor_config.json").read_text())["feature_size"]
     extractor = make_fbank_extractor(num_mel_bins)
@@ -211,28 +247,27 @@ def _onnx_window_decoder(model, language, task, unpadded):
     return decode
 
 
-def _ct2_windows(model_path, recordings, language, task, num_beams, device, compute_type, unpadded):
+def _ct2_windows(model_path: str, recordings, opts: EngineOptions):
     """CTranslate2 directly, window by window: for un-padded models (CTranslate2's encoder takes fewer than
     3000 frames) and for languages added by fine-tuning (prompt with their token)."""
     import ctranslate2
     from transformers import AutoTokenizer
 
     generation = json.loads((Path(model_path) / "generation_config.json").read_text())
-    model = ctranslate2.models.Whisper(model_path, device=device, compute_type=compute_type)
+    model = ctranslate2.models.Whisper(model_path, device=opts.device, compute_type=opts.compute_type)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     extractor = make_fbank_extractor(model.n_mels)
     for utt_id, recording in recordings:
         texts = []
-        for window in whisper_windows(load_cut_features(recording.to_cut(), extractor), unpadded):
+        for window in whisper_windows(load_cut_features(recording.to_cut(), extractor), opts.unpadded):
             features = ctranslate2.StorageView.from_array(window)
-            lang = language or model.detect_language(features)[0][0][0][2:-2]
-            result = model.generate(features, [prompt_ids(generation, lang, task)], beam_size=num_beams)[0]
+            lang = opts.language or model.detect_language(features)[0][0][0][2:-2]
+            result = model.generate(features, [prompt_ids(generation, lang, opts.task)], beam_size=opts.num_beams)[0]
             texts.append(tokenizer.decode(result.sequences_ids[0], skip_special_tokens=True).strip())
         yield utt_id, " ".join(t for t in texts if t), [], None
 
 
-def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _compute_type, unpadded, timed,
-                 _word_timestamps):
+def _cpp_decoder(model_path: str, recordings, opts: EngineOptions):
     """whisper.cpp (pywhispercpp, CPU) on an export-ggml dir. Like the other engines: no timestamps (unless
     asked for) and no temperature fallback up to 30 s; longer audio goes through whisper.cpp's own seeking."""
     from pywhispercpp.model import Model
@@ -240,7 +275,7 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
 
     from egrecho_inner.deploy.export_ggml import EXPORT_INFO, GGML_FILE
 
-    path = Path(model_path)
+    path, language, num_beams, timed = Path(model_path), opts.language, opts.num_beams, opts.timed
     if not (path / GGML_FILE).is_file():
         raise MissingInputError(f"{model_path} is not a whisper.cpp model dir (no {GGML_FILE}); see egrecho export-ggml")
     info = json.loads((path / EXPORT_INFO).read_text()) if (path / EXPORT_INFO).is_file() else {}
@@ -249,11 +284,11 @@ def _cpp_decoder(model_path, recordings, language, task, num_beams, _device, _co
                          "convolution weights): export with --dtype f16")
     if language in info.get("dropped_languages", []):
         raise InputError(f"--language {language}: this export dropped it (re-export with --language_slot CODE)")
-    if unpadded:
+    if opts.unpadded:
         log.warning("this model was trained un-padded; whisper.cpp decodes it padded to 30 s")
     language = info.get("language_slots", {}).get(language, language)  # an added language sits in a slot
     model = Model(str(path / GGML_FILE), redirect_whispercpp_logs_to=None, print_progress=False,
-                  print_realtime=False, n_threads=torch.get_num_threads(), translate=task == "translate",
+                  print_realtime=False, n_threads=torch.get_num_threads(), translate=opts.task == "translate",
                   params_sampling_strategy=int(num_beams > 1), beam_search={"beam_size": num_beams, "patience": -1.0},
                   temperature_inc=0.0)
     for utt_id, recording in recordings:
