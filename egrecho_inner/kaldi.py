@@ -19,15 +19,15 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import soundfile
 from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import fix_manifests, validate_recordings_and_supervisions
 
-from egrecho_inner.constants import MAX_INPUT_SECONDS
-from egrecho_inner.errors import InputError
+from egrecho_inner.constants import MAX_INPUT_SECONDS, SAMPLING_RATE
+from egrecho_inner.errors import InputError, MissingInputError
 from egrecho_inner.text import normalize_transcript, resolve_language
 from egrecho_inner.utils import Pathlike
 
@@ -188,6 +188,19 @@ def probe_recording(recording_id: str, spec: str) -> Recording:
         num_samples=num_samples,
         duration=num_samples / sampling_rate,
     )
+
+
+def iter_audio(inputs: list[str]) -> Iterator[tuple[str, Recording]]:
+    """(utterance id, 16 kHz recording) for each audio file, or each line of a ``*.scp`` file."""
+    for item in inputs:
+        path = Path(item)
+        if not path.is_file():
+            raise MissingInputError(f"{item} not found")
+        if path.suffix == ".scp":
+            for utt_id, entry in read_kaldi_mapping(path).items():
+                yield utt_id, probe_recording(utt_id, entry.value).resample(SAMPLING_RATE)
+        else:
+            yield path.stem, probe_recording(path.stem, str(path)).resample(SAMPLING_RATE)
 
 
 def _read_segments(path: Path) -> dict[str, tuple[str, float, float, int]]:

@@ -30,6 +30,7 @@ from egrecho_inner.deploy.export_ct2 import export_ct2
 from egrecho_inner.deploy.export_onnx import export_onnx
 from egrecho_inner.deploy.onnx_decode import OnnxWhisper
 from egrecho_inner.deploy.transcribe import transcribe
+from egrecho_inner.errors import MissingInputError
 from egrecho_inner.evaluate import evaluate
 from egrecho_inner.features import make_fbank_extractor, pad_to_longest, pad_to_whisper_input
 from egrecho_inner.model import load_whisper, save_processor
@@ -207,6 +208,16 @@ def test_exports_decode_unpadded_like_transformers(unpadded_model, wavs, tmp_pat
         theirs = transcribe(str(path), files, engine=engine, language="vi", **precision)
         assert [(u, t.split()[:10]) for u, t in theirs] == [(u, t.split()[:10]) for u, t in hf], engine
 
+
+
+def test_ct2_unpadded_names_a_missing_generation_config(unpadded_model, wavs, tmp_path):
+    """CTranslate2 decoding of an un-padded model builds its prompts from generation_config.json: a dir without
+    one is named, not a KeyError from inside."""
+    export_ct2(str(unpadded_model), str(tmp_path / "ct2"))
+    (tmp_path / "ct2/generation_config.json").unlink()
+    with pytest.raises(MissingInputError, match="no generation_config.json"):
+        transcribe(str(tmp_path / "ct2"), [str(wavs[0])], engine="ct2", compute_type="float32",
+                   remove_whisper_encoder_input_length_restriction=True)
 
 def test_decoded_as_trained_unless_forced(caplog):
     padded, unpadded = {}, {UNPADDED_KEY: True}

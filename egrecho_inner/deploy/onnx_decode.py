@@ -48,6 +48,13 @@ class OnnxWhisper:
         self.num_layers = sum(1 for o in self.decoder_with_past.get_outputs() if o.name.endswith(".decoder.key"))
 
     @property
+    def fixed_frames(self) -> Optional[int]:
+        """The frame count the encoder graph was exported for (3000), or None when it takes any length (an
+        export of a model trained un-padded)."""
+        frames = self.encoder.get_inputs()[0].shape[-1]
+        return frames if isinstance(frames, int) else None
+
+    @property
     def max_length(self) -> int:
         return int(self.generation.get("max_length", 448))
 

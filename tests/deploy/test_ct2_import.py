@@ -14,6 +14,7 @@ from lhotse import Recording
 from tiktoken.load import load_tiktoken_bpe
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+from egrecho_inner.errors import InputError
 from egrecho_inner.features import make_fbank_extractor, pad_to_whisper_input
 from egrecho_inner.tokenizer import WHISPER_SPLIT_PATTERN, openai_tiktoken_file, repair_ct2_tokenizer
 from tests.conftest import espeak
@@ -68,7 +69,8 @@ def test_greedy_tokens_equal_ctranslate2(whisper_base, tmp_path, language, text)
 def test_long_audio_word_across_30_s_survives(whisper_base, whisper_base_exports, tmp_path):
     """Over 30 s: decoded sequentially (seeking.py), so the end of the audio is not cut off and words spoken
     across the 30 s mark is decoded whole, in the window that starts where the segment before it ended:
-    the hf engine and the onnx engine (our own decoding loop) alike."""
+    the hf engine and the onnx engine (our own decoding loop) alike, and un-padded the hf engine and engine ct2
+    (CTranslate2 directly)."""
     import soundfile as sf
 
     from egrecho_inner.deploy.transcribe import transcribe
@@ -91,13 +93,22 @@ def test_long_audio_word_across_30_s_survives(whisper_base, whisper_base_exports
     pieces += [word, pause, say("Finally, the museum closes at noon.")]
     sf.write(tmp_path / "long.wav", np.concatenate(pieces), rate)
     assert word_start < 29.9 and word_start + len(word) / rate > 30.1  # the phrase spans the 30 s mark
-    for engine, model_dir in [("hf", whisper_base), ("onnx", whisper_base_exports["onnx"])]:
+    # un-padded (whisper-base decoded so as asked): the last window at its own length; engine ct2 then runs
+    # CTranslate2 directly (faster-whisper pads), seeking like the others
+    for engine, model_dir, unpadded in [("hf", whisper_base, False), ("onnx", whisper_base_exports["onnx"], False),
+                                        ("hf", whisper_base, True), ("ct2", whisper_base_exports["ct2"], True)]:
+        out = tmp_path / f"{engine}-{unpadded}"
         [(utt_id, hyp)] = transcribe(str(model_dir), [str(tmp_path / "long.wav")], engine=engine, language="en",
-                                     output_format="json", output_dir=str(tmp_path / engine))
-        segments = json.loads((tmp_path / engine / "long.json").read_text())["segments"]
-        assert "fox" in hyp.lower() and "noon" in hyp.lower(), (engine, hyp)
+                                     output_format="json", output_dir=str(out),
+                                     remove_whisper_encoder_input_length_restriction=unpadded)
+        segments = json.loads((out / "long.json").read_text())["segments"]
+        assert "fox" in hyp.lower() and "noon" in hyp.lower(), (engine, unpadded, hyp)
         across = [s for s in segments if "thank you" in s["text"].lower()]
-        assert len(across) == 1 and across[0]["start"] < 30.0 < across[0]["end"], (engine, segments)
+        assert len(across) == 1 and across[0]["start"] < 30.0 < across[0]["end"], (engine, unpadded, segments)
+    # the ONNX export of a padded model has a fixed 3000-frame encoder: asked to decode un-padded, it says so
+    with pytest.raises(InputError, match="takes 3000 frames only"):
+        transcribe(str(whisper_base_exports["onnx"]), [str(tmp_path / "long.wav")], engine="onnx", language="en",
+                   remove_whisper_encoder_input_length_restriction=True)
 
 
 def test_exports_transcribe_like_the_source(whisper_base, whisper_base_exports, tmp_path):
