@@ -16,13 +16,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from egrecho_inner.constants import HOP_LENGTH, N_FRAMES, SAMPLING_RATE
+from egrecho_inner.constants import FRAMES_PER_SECOND, N_FRAMES
 from egrecho_inner.decode import batch_input
 from egrecho_inner.seeking import LongFormResult, Segment
 from egrecho_inner.vad import speech_chunks
 from egrecho_inner.word_timing import detect_language
 
-FRAMES_PER_SECOND = SAMPLING_RATE // HOP_LENGTH
 SPAN_SECONDS = 25.0
 """Longest span decoded at once. Full 30 s spans lost speech with timestamps on (whisper-base skipped sentences:
 WER 8.7% against 3.8% sequential on English validation recordings); 25 s kept it within sequential's WER and

@@ -5,6 +5,7 @@ SAMPLING_RATE = 16000  # Whisper only takes 16 kHz audio
 HOP_LENGTH = 160  # 10 ms frame shift
 N_SAMPLES_30S = 30 * SAMPLING_RATE  # the encoder's fixed input window
 N_FRAMES = N_SAMPLES_30S // HOP_LENGTH  # 3000 mel frames
+FRAMES_PER_SECOND = SAMPLING_RATE // HOP_LENGTH  # 100 mel frames a second
 MAX_INPUT_SECONDS = 30.0
 MAX_LABEL_TOKENS = 448  # decoder max_target_positions, including <|startoftranscript|>
 IGNORE_INDEX = -100  # label id ignored by the cross-entropy loss

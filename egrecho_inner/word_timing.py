@@ -25,14 +25,12 @@ import numpy as np
 import torch
 from transformers.models.whisper.generation_whisper import _median_filter
 
-from egrecho_inner.constants import (HOP_LENGTH, MAX_INPUT_SECONDS, N_FRAMES, NO_SPACE_LANGUAGES, SAMPLING_RATE,
-                                     TIMESTAMP_STEP)
+from egrecho_inner.constants import FRAMES_PER_SECOND, MAX_INPUT_SECONDS, N_FRAMES, NO_SPACE_LANGUAGES, TIMESTAMP_STEP
 from egrecho_inner.decode import detected_language_tokens, window_input
 from egrecho_inner.new_language import prompt_ids
 from egrecho_inner.seeking import FRAMES_PER_STEP, Segment
 
 MEDIAN_FILTER_WIDTH = 7  # positions (140 ms), Whisper's default
-FRAMES_PER_SECOND = SAMPLING_RATE // HOP_LENGTH
 Head = tuple[int, int]  # (decoder layer, head)
 
 

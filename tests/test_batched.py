@@ -11,8 +11,8 @@ from lhotse import Recording
 
 from conftest import espeak
 from egrecho_inner import batched_long_form
-from egrecho_inner.batched_long_form import FRAMES_PER_SECOND, plan_spans, transcribe_batched
-from egrecho_inner.constants import SAMPLING_RATE
+from egrecho_inner.batched_long_form import plan_spans, transcribe_batched
+from egrecho_inner.constants import FRAMES_PER_SECOND, SAMPLING_RATE
 from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.errors import InputError
 from egrecho_inner.scoring import normalize_text

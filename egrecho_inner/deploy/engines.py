@@ -35,7 +35,7 @@ ENGINES = ("hf", "ct2", "onnx", "cpp")
 
 @dataclass
 class EngineOptions:
-    """What every engine decodes with (see :func:`transcribe` for each)."""
+    """What every engine decodes with (each explained at ``egrecho_inner.deploy.transcribe.transcribe``)."""
 
     language: Optional[str]
     task: str
@@ -92,8 +92,8 @@ def _hf_decoder(model_path: str, recordings, opts: EngineOptions):
     language = opts.language
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
+        samples = recording.load_audio()[0] if opts.batch_size or opts.word_timestamps else None  # for the VAD
         if opts.batch_size:
-            samples = recording.load_audio()[0]
             segments = transcribe_batched(decoder, [feats], [samples], [language], opts.batch_size,
                                           timestamps=opts.timed)[0].segments
         elif opts.timed:
@@ -101,8 +101,7 @@ def _hf_decoder(model_path: str, recordings, opts: EngineOptions):
         else:
             yield utt_id, decoder.transcribe_features(feats, language), [], None
             continue
-        words = (decoder.word_times(feats, segments, language, recording.load_audio()[0])
-                 if opts.word_timestamps else None)
+        words = decoder.word_times(feats, segments, language, samples) if opts.word_timestamps else None
         yield utt_id, joined_text(segments), segments if opts.timed else [], words
 
 

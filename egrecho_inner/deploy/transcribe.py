@@ -63,8 +63,9 @@ def transcribe(
             faster-whisper's own word timestamps).
         batched: cut the audio at speech pauses (Silero VAD) into spans of up to 25 s and decode ``batch_size``
             spans at once (engine hf: ours, egrecho_inner/batched_long_form.py; engine ct2: faster-whisper's
-            BatchedInferencePipeline); faster on long audio, but speech the VAD misses is not decoded. Timed formats
-            get segments inside each span, txt one text per span. false: sequential 30 s windows, Whisper's own way.
+            BatchedInferencePipeline); faster where a file gives several spans to batch (on a CPU far less than on a
+            GPU: docs/decoding.md), but speech the VAD misses is not decoded. Timed formats get segments inside each
+            span, txt one text per span. false: sequential 30 s windows, Whisper's own way.
         batch_size: spans per batch with ``batched``.
     """
     if output_format not in OUTPUT_FORMATS:
