@@ -13,11 +13,12 @@ Sets (Kaldi dirs of ``local/make_long_recordings.py``; the English ones are made
   en-tight: the same prompts with 0.05-0.25 s pauses, so the VAD must cut inside running speech.
 The pauses are digital silence, which no real recording has: the VAD's job is easier here than on field audio.
 
-Each recording is decoded alone (as ``egrecho transcribe`` does), greedy, in its language, features and VAD
-inside the timed part: sequentially (Whisper's 30 s windows with seeking, the default), and batched (``--batched
-true``: VAD spans of up to ``--span_seconds``, ``batch_size`` at a time) with timestamps (timed output formats) and without
+Each set decoded as ``egrecho transcribe`` decodes its files, greedy, in each recording's language, features and
+VAD inside the timed part: sequentially (one recording at a time, Whisper's 30 s windows with seeking, the
+default), and batched (``--batched true``: VAD spans of up to ``--span_seconds``, ``batch_size`` at a time, the
+spans of files taken together until they can fill a batch) with timestamps (timed output formats) and without
 (txt). Peer: faster-whisper on the CTranslate2 whisper-base, sequential and its BatchedInferencePipeline (its
-default: no timestamps), float32. WER: jiwer over each recording's joined reference, normalised as egrecho eval
+default: no timestamps; it batches the spans of one audio at a time), float32. WER: jiwer over each recording's joined reference, normalised as egrecho eval
 does. Writes ``results/batched_long_form.md``.
 """
 
@@ -84,9 +85,9 @@ def wer(recordings: list[Recording], hyps: list[str]) -> float:
 
 
 def hf_ways(model_path: str, batch_size: int, span_seconds: list[float]) -> dict[str, Callable]:
-    """Ours: (samples, language) -> text, sequential and batched (spans of each of ``span_seconds``), with one
-    loaded model."""
-    from egrecho_inner.batched_long_form import transcribe_batched
+    """Ours: recordings -> texts, sequential (one recording at a time) and batched (spans of each of
+    ``span_seconds``; recordings grouped as ``egrecho transcribe --batched`` groups its files), one loaded model."""
+    from egrecho_inner.batched_long_form import duration_groups, transcribe_batched
     from egrecho_inner.decoder import DecodeArgs, WhisperDecoder
     from egrecho_inner.features import make_fbank_extractor
 
@@ -96,11 +97,20 @@ def hf_ways(model_path: str, batch_size: int, span_seconds: list[float]) -> dict
     def feats(samples):
         return torch.from_numpy(extractor.extract(samples, 16000))
 
-    def batched(timestamps: bool, seconds: float):
-        return lambda samples, lang: transcribe_batched(decoder, [feats(samples)], [samples], [lang], batch_size,
-                                                        timestamps, seconds)[0].text
+    def sequential(recordings: list[Recording]) -> list[str]:
+        return [decoder.transcribe_long([feats(samples)], [lang])[0].text for _, samples, _, lang in recordings]
 
-    ways = {"sequential": lambda samples, lang: decoder.transcribe_long([feats(samples)], [lang])[0].text}
+    def batched(timestamps: bool, seconds: float):
+        def decode(recordings: list[Recording]) -> list[str]:
+            texts = []
+            for group in duration_groups(recordings, lambda r: len(r[1]) / 16000, batch_size * seconds):
+                found = transcribe_batched(decoder, [feats(r[1]) for r in group], [r[1] for r in group],
+                                           [r[3] for r in group], batch_size, timestamps, seconds)
+                texts += [result.text for result in found]
+            return texts
+        return decode
+
+    ways = {"sequential": sequential}
     for seconds in span_seconds:
         ways[f"batched, {seconds:g} s spans, timestamps"] = batched(True, seconds)
         ways[f"batched, {seconds:g} s spans, text only"] = batched(False, seconds)
@@ -108,30 +118,32 @@ def hf_ways(model_path: str, batch_size: int, span_seconds: list[float]) -> dict
 
 
 def ct2_ways(ct2_path: str, batch_size: int, threads: int) -> dict[str, Callable]:
-    """faster-whisper: sequential (no VAD) and its batched pipeline (VAD, no timestamps: its defaults)."""
+    """faster-whisper: sequential (no VAD) and its batched pipeline (VAD, no timestamps: its defaults), one
+    recording at a time (its pipeline batches the spans of one audio)."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(ct2_path, device="cpu", compute_type="float32", cpu_threads=threads)
     pipeline = BatchedInferencePipeline(model)
     options = {"beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False}
 
-    def text(found) -> str:
-        return " ".join(s.text.strip() for s in found[0])
+    def each(transcribe: Callable) -> Callable:
+        return lambda recordings: [" ".join(s.text.strip() for s in transcribe(samples, lang)[0])
+                                   for _, samples, _, lang in recordings]
 
-    return {"sequential": lambda samples, lang: text(model.transcribe(samples, language=lang, vad_filter=False,
+    return {"sequential": each(lambda samples, lang: model.transcribe(samples, language=lang, vad_filter=False,
                                                                       **options)),
-            "batched, text only": lambda samples, lang: text(pipeline.transcribe(samples, language=lang,
+            "batched, text only": each(lambda samples, lang: pipeline.transcribe(samples, language=lang,
                                                                                  batch_size=batch_size, **options))}
 
 
 def measure(label: str, ways: dict[str, Callable], set_name: str, recordings: list[Recording]) -> list[list]:
     """Rows of one model on one set: each way's RTFx, its ratio to the sequential way, WER and its change."""
     audio = sum(len(samples) for _, samples, _, _ in recordings) / 16000
-    ways["sequential"](recordings[-1][1][:16000 * 5], recordings[-1][3])  # warm-up, untimed
+    ways["sequential"]([(recordings[-1][0], recordings[-1][1][:16000 * 5], "", recordings[-1][3])])  # warm-up
     rows, base = [], None
     for way, decode in ways.items():
         start = time.perf_counter()
-        hyps = [decode(samples, lang) for _, samples, _, lang in recordings]
+        hyps = decode(recordings)
         rtfx, error = audio / (time.perf_counter() - start), wer(recordings, hyps)
         base = base or (rtfx, error)
         rows.append([label, set_name, f"{len(recordings)} x {audio / len(recordings):.0f} s", way, f"{rtfx:.1f}",
@@ -177,7 +189,8 @@ def main() -> None:
             f"at commit {git_commit()} ({(time.perf_counter() - start) / 60:.1f} minutes, {args.threads} threads, "
             f"batch size {args.batch_size}). Real voices: Asterisk prompts joined into long recordings with pauses of "
             "digital silence (it: 0.3-0.9 s, the Italian voice; en: 0.3-0.9 s, en-tight: 0.05-0.25 s, the English "
-            "voice; val-*: the same from the validation prompts). Each recording decoded alone, greedy, in its language; RTFx: audio seconds per wall second, "
+            "voice; val-*: the same from the validation prompts). Greedy, each recording in its language; batched: the "
+            "spans of several files together as egrecho transcribe --batched takes them; RTFx: audio seconds per wall second, "
             "features and VAD included; the ratio and the WER change are against the same model's sequential row "
             f"in the same process. {args.note}\n\n" + table + "\n")
     with atomic_path(args.output) as tmp:

@@ -11,7 +11,7 @@ compares the two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -22,10 +22,25 @@ from egrecho_inner.seeking import LongFormResult, Segment
 from egrecho_inner.vad import speech_chunks
 from egrecho_inner.word_timing import detect_language
 
+T = TypeVar("T")
 SPAN_SECONDS = 25.0
 """Longest span decoded at once. Full 30 s spans lost speech with timestamps on (whisper-base skipped sentences:
 WER 8.7% against 3.8% sequential on English validation recordings); 25 s kept it within sequential's WER and
 decodes fewer spans than 20 or 15 (results/batched_span_sweep.md, validation prompts, not the bench's tests)"""
+
+
+def duration_groups(items: Iterable[T], seconds_of: Callable[[T], float], seconds: float) -> Iterator[list[T]]:
+    """``items`` in order, in groups that just reach ``seconds`` of audio (the last may hold less): short files
+    are decoded together so that a batch of spans can be full, and long ones alone."""
+    group, total = [], 0.0
+    for item in items:
+        group.append(item)
+        total += seconds_of(item)
+        if total >= seconds:
+            yield group
+            group, total = [], 0.0
+    if group:
+        yield group
 
 
 @dataclass

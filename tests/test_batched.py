@@ -11,7 +11,7 @@ from lhotse import Recording
 
 from conftest import espeak
 from egrecho_inner import batched_long_form
-from egrecho_inner.batched_long_form import plan_spans, transcribe_batched
+from egrecho_inner.batched_long_form import duration_groups, plan_spans, transcribe_batched
 from egrecho_inner.constants import FRAMES_PER_SECOND, SAMPLING_RATE
 from egrecho_inner.deploy.transcribe import transcribe
 from egrecho_inner.errors import InputError
@@ -60,6 +60,13 @@ def test_speech_chunks_hold_all_speech_in_spans_under_the_limit(long_recording, 
         assert any(c0 <= start and end <= c1 for c0, c1 in chunks), (start, end, chunks)
     kept = sum(end - start for start, end in chunks)
     assert kept < samples.size / SAMPLING_RATE  # the silence between chunks is left out
+
+
+def test_duration_groups_fill_a_batch_and_keep_the_order():
+    seconds = [10, 30, 5, 5, 200, 1]
+    groups = list(duration_groups(range(len(seconds)), lambda i: seconds[i], 40))
+    assert groups == [[0, 1], [2, 3, 4], [5]]  # each group just reaches 40 s; the rest at the end
+    assert list(duration_groups([], len, 40)) == []
 
 
 class StubDecoder:
@@ -113,14 +120,17 @@ def test_transcribe_batched_refusals(tiny_model, tone_wav):
 
 @pytest.mark.slow
 def test_transcribe_batched_tiny_model_runs_every_output_format(tiny_model, long_recording, tmp_path):
-    """A random model through the CLI path: one result per recording in each format (outputs of any text)."""
-    wav = tmp_path / "long.wav"
-    sf.write(wav, long_recording[0][: 20 * SAMPLING_RATE], SAMPLING_RATE)  # about 20 s
+    """A random model through the CLI path: files decoded together, one result per file in order, in each
+    format (outputs of any text)."""
+    wavs = []
+    for name, seconds in (("first", 20), ("second", 8)):  # decoded together: 28 s is under one batch's 50 s
+        wavs.append(tmp_path / f"{name}.wav")
+        sf.write(wavs[-1], long_recording[0][: seconds * SAMPLING_RATE], SAMPLING_RATE)
     for output_format in ("txt", "srt"):
-        results = transcribe(str(tiny_model), [str(wav)], language="en", batched=True, batch_size=2,
+        results = transcribe(str(tiny_model), [str(w) for w in wavs], language="en", batched=True, batch_size=2,
                              output_format=output_format, output_dir=str(tmp_path / output_format))
-        assert [utt for utt, _ in results] == ["long"]
-        assert (tmp_path / output_format / "long.srt").is_file() == (output_format == "srt")
+        assert [utt for utt, _ in results] == ["first", "second"]
+        assert (tmp_path / output_format / "second.srt").is_file() == (output_format == "srt")
 
 
 @pytest.mark.slow

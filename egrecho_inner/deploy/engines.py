@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Optional
 import torch
 from lhotse import Recording
 
-from egrecho_inner.batched_long_form import transcribe_batched
+from egrecho_inner.batched_long_form import SPAN_SECONDS, duration_groups, transcribe_batched
 from egrecho_inner.constants import MAX_INPUT_SECONDS
 from egrecho_inner.decode import GenArgs, whisper_windows
 from egrecho_inner.decoder import DecodeArgs, WhisperDecoder
@@ -89,20 +89,29 @@ def _hf_decoder(model_path: str, recordings, opts: EngineOptions):
     decoder = WhisperDecoder.load(DecodeArgs(model_path, opts.device, unpadded=opts.unpadded,
                                              gen_args=GenArgs(task=opts.task, num_beams=opts.num_beams)))
     extractor = make_fbank_extractor(decoder.num_mel_bins)
-    language = opts.language
+    if opts.batch_size:  # files decoded together until their spans can fill a batch
+        for group in duration_groups(recordings, lambda item: item[1].duration, opts.batch_size * SPAN_SECONDS):
+            feats = [load_cut_features(recording.to_cut(), extractor) for _, recording in group]
+            samples = [recording.load_audio()[0] for _, recording in group]  # for the VAD
+            found = transcribe_batched(decoder, feats, samples, [opts.language] * len(group), opts.batch_size,
+                                       timestamps=opts.timed)
+            for (utt_id, _), f, s, result in zip(group, feats, samples, found):
+                yield _hf_transcript(decoder, utt_id, f, s, result.segments, opts)
+        return
     for utt_id, recording in recordings:
         feats = load_cut_features(recording.to_cut(), extractor)
-        samples = recording.load_audio()[0] if opts.batch_size or opts.word_timestamps else None  # for the VAD
-        if opts.batch_size:
-            segments = transcribe_batched(decoder, [feats], [samples], [language], opts.batch_size,
-                                          timestamps=opts.timed)[0].segments
-        elif opts.timed:
-            segments = decoder.transcribe_long([feats], [language])[0].segments
-        else:
-            yield utt_id, decoder.transcribe_features(feats, language), [], None
+        if not opts.timed:
+            yield utt_id, decoder.transcribe_features(feats, opts.language), [], None
             continue
-        words = decoder.word_times(feats, segments, language, samples) if opts.word_timestamps else None
-        yield utt_id, joined_text(segments), segments if opts.timed else [], words
+        segments = decoder.transcribe_long([feats], [opts.language])[0].segments
+        samples = recording.load_audio()[0] if opts.word_timestamps else None  # for the VAD
+        yield _hf_transcript(decoder, utt_id, feats, samples, segments, opts)
+
+
+def _hf_transcript(decoder, utt_id: str, feats, samples, segments: list[Segment], opts: EngineOptions) -> Transcript:
+    """One recording's transcript from its segments, with its words timed when asked for."""
+    words = decoder.word_times(feats, segments, opts.language, samples) if opts.word_timestamps else None
+    return utt_id, joined_text(segments), segments if opts.timed else [], words
 
 
 def _ct2_decoder(model_path: str, recordings, opts: EngineOptions):
