@@ -37,7 +37,7 @@ import torch
 
 if __package__ in (None, ""):  # python bench/bench_batched.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import RECIPE_DIR  # noqa: E402
+from bench.common import RECIPE_DIR, RUN_SH_CT2, RUN_SH_MODELS  # noqa: E402
 from egrecho_inner.batched_long_form import SPAN_SECONDS  # noqa: E402
 
 SETS = {  # name -> (Kaldi dir, how to make it from a one-prompt-per-recording dir, or None: run.sh makes it)
@@ -154,9 +154,8 @@ def measure(label: str, ways: dict[str, Callable], set_name: str, recordings: li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["pretrained/whisper-base",
-                                                        "exp/whisper-base-it/lora/checkpoint-final-lora-merge"])
-    parser.add_argument("--ct2", default="pretrained/whisper-base-ct2")
+    parser.add_argument("--models", nargs="+", default=RUN_SH_MODELS)
+    parser.add_argument("--ct2", default=RUN_SH_CT2)
     parser.add_argument("--sets", nargs="+", default=TEST_SETS, choices=list(SETS))
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--span_seconds", nargs="+", type=float, default=[SPAN_SECONDS],

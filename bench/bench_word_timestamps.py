@@ -31,7 +31,7 @@ import numpy as np
 if __package__ in (None, ""):  # python bench/bench_word_timestamps.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "local"))
-from bench.common import RECIPE_DIR  # noqa: E402
+from bench.common import RECIPE_DIR, RUN_SH_CT2, RUN_SH_MODELS  # noqa: E402
 
 WORD_SOURCE = Path("/usr/share/common-licenses/GPL-3")  # base-files: on every Debian system
 SETS = {"espeak_en": ("espeak", "en"), "asterisk_en": ("asterisk", "en"), "asterisk_it": ("asterisk", "it")}
@@ -131,9 +131,8 @@ def score_faster_whisper(ct2_path: str, sets: dict[str, Path]) -> list[list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["pretrained/whisper-base",
-                                                        "exp/whisper-base-it/lora/checkpoint-final-lora-merge"])
-    parser.add_argument("--ct2", default="pretrained/whisper-base-ct2")
+    parser.add_argument("--models", nargs="+", default=RUN_SH_MODELS)
+    parser.add_argument("--ct2", default=RUN_SH_CT2)
     parser.add_argument("--data_dir", default="data/word_timed")
     parser.add_argument("--num_cuts", type=int, default=20)
     parser.add_argument("--max_heads", type=int, default=16)

@@ -14,6 +14,10 @@ import numpy as np
 from egrecho_inner.speech_synth import espeak
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent
+# What run.sh makes, for the benches that measure on real voices after it: whisper-base and its Italian fine-tune,
+# and the CTranslate2 original of whisper-base that get_whisper_base.py leaves beside it
+RUN_SH_MODELS = ["pretrained/whisper-base", "exp/whisper-base-it/lora/checkpoint-final-lora-merge"]
+RUN_SH_CT2 = "pretrained/whisper-base-ct2"
 if str(RECIPE_DIR) not in sys.path:  # run as a script: python bench/bench_x.py
     sys.path.insert(0, str(RECIPE_DIR))
 
