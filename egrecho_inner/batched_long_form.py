@@ -1,5 +1,6 @@
-"""VAD-batched long-form decoding: recordings cut at speech pauses into spans of up to 30 s (``vad.speech_chunks``),
-the spans of all recordings decoded in batches, and their segments put back on each recording's time line.
+"""VAD-batched long-form decoding: recordings cut at speech pauses into spans of up to ``SPAN_SECONDS``
+(``vad.speech_chunks``), the spans of all recordings decoded in batches, and their segments put back on each
+recording's time line.
 
 Faster than the sequential decoding of ``egrecho_inner.seeking`` (windows of one recording wait for each other
 there), but not the same: a span starts and ends where the VAD says, not where the model's last segment ended,
